@@ -1,0 +1,113 @@
+"""Speech recognition: one segment type for every backend, and the request a backend worker receives.
+
+Backends run in a worker subprocess (see `pipeline.asr.worker`), never in the pipeline's own process:
+a backend that crashes during teardown (MLX's SIGSEGV) or leaks memory cannot take finished work with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transcript:
+    language: str
+    segments: tuple[Segment, ...]
+    duration: float
+    task: str = "transcribe"  # "translate" when Whisper translated the speech into English
+    backend: str = ""
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        segments = tuple(
+            Segment(
+                start=float(s["start"]),
+                end=float(s["end"]),
+                text=str(s["text"]),
+                words=tuple(Word(**w) for w in s.get("words", ())),
+            )
+            for s in data["segments"]
+        )
+        return cls(
+            language=data["language"],
+            segments=segments,
+            duration=float(data["duration"]),
+            task=data.get("task", "transcribe"),
+            backend=data.get("backend", ""),
+        )
+
+
+@dataclass(frozen=True)
+class AsrRequest:
+    """Everything a backend worker needs; JSON-serialisable so it crosses the process boundary."""
+
+    backend: str
+    model_dir: str
+    device: str
+    compute_type: str
+    audio: str  # 16 kHz mono PCM WAV made by the extract stage
+    language: str | None
+    task: str = "transcribe"
+    beam_size: int = 5
+    batch_size: int = 8
+    vad: bool = True
+    word_timestamps: bool = False
+    initial_prompt: str | None = None
+    chunk_seconds: float = 300.0
+    threads: int = 0  # 0: the library's default
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """A loaded model. Created inside the worker; `transcribe` is called once per audio chunk."""
+
+    name: str
+
+    def __init__(self, request: AsrRequest) -> None: ...
+
+    def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:
+        """Segments of one chunk (float32 mono 16 kHz), times relative to the chunk's start."""
+        ...
+
+    def detected_language(self) -> str | None: ...
+
+
+# Import paths, so that naming a backend never imports its heavy library.
+BACKENDS: dict[str, str] = {
+    "whisperx": "pipeline.asr.whisperx_backend:WhisperXBackend",
+    "faster-whisper": "pipeline.asr.faster_whisper_backend:FasterWhisperBackend",
+    "mlx": "pipeline.asr.mlx_backend:MlxBackend",
+}
+
+
+def load_backend_class(name: str) -> type[Backend]:
+    module_name, _, attr = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module_name), attr)

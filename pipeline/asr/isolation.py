@@ -1,0 +1,512 @@
+"""Run ASR backends in worker processes, so that no crash, hang or leak of a backend can lose finished work.
+
+`run_isolated` tries the profile's fallback chain in order. Per attempt it spawns `pipeline.asr.worker` in its
+own process group, reads progress from the worker's stdout, appends its stderr to the job log, and decides:
+
+| worker ended                                  | result + marker        | outcome    | then          |
+|-----------------------------------------------|------------------------|------------|---------------|
+| exit 0                                        | valid                  | ok         | use it        |
+| killed by a signal, non-zero exit, or timeout | valid                  | salvaged   | use it        |
+| any way                                       | present, doesn't match | corrupt    | next backend  |
+| no progress for `timeout` s (we kill it)      | missing                | timeout    | next backend  |
+| killed by a signal                            | missing                | crashed    | next backend  |
+| exited (any code)                             | missing                | failed     | next backend  |
+
+"Valid" means the marker names the sha256 and size of the result file and of this attempt's request, and the
+result parses; a result without its marker is never used. The chain exhausted raises `AsrFailed`
+(a StageFailed).
+
+The timeout is inactivity, not total time: a worker that reports no progress for `timeout` seconds is killed.
+A total limit would have to scale with the media's length and the machine's speed (MLX on a Linux CPU runs 40x
+slower than CTranslate2 on the same audio); inactivity doesn't. It must exceed the model's load time and the
+slowest gap between two progress events (a backend that reports once per chunk: chunk_seconds x real-time
+factor).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import IO, Any
+
+from pipeline import atomic
+from pipeline.asr import AsrRequest, Transcript
+from pipeline.asr.worker import marker_path, peak_rss_mb, request_digest
+from pipeline.errors import StageFailed
+
+OUTCOMES = ("ok", "salvaged", "crashed", "timeout", "failed", "corrupt")
+STAGES = ("spawn", "load", "transcribe", "write", "teardown")  # how far a worker got, from its events
+_TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when we stop a worker
+_TAIL_BYTES = 64 * 1024
+_ERROR_CHARS = 300
+_WORKER_ENV = {"HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "false"}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One worker run: what ran, how it ended, what it cost. Goes into the job manifest as-is."""
+
+    backend: str
+    device: str  # as the worker reported using it, else as requested
+    compute_type: str
+    model_dir: str
+    outcome: str  # one of OUTCOMES
+    exit_code: int | None  # as subprocess reports it: negative for a signal; None if it never started
+    signal: str | None  # e.g. "SIGSEGV"
+    wall_s: float
+    peak_rss_mb: float | None
+    error: str | None  # one line
+    stage: str = "spawn"  # one of STAGES: where it crashed
+    progress_s: float = 0.0  # seconds of audio transcribed when it ended
+    load_s: float | None = None  # spawn to model loaded: the per-attempt overhead
+    timed_out: bool = False  # we killed it: the signal is ours, not a crash
+
+    @property
+    def produced(self) -> bool:
+        return self.outcome in ("ok", "salvaged")
+
+    @property
+    def crashed(self) -> bool:
+        """Died of a signal it raised itself (SIGSEGV, SIGABRT, the OOM killer's SIGKILL), result or not."""
+        return self.signal is not None and not self.timed_out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class AsrOutcome:
+    transcript: Transcript
+    attempts: tuple[Attempt, ...]
+    worker: Mapping[str, Any] = field(default_factory=dict)  # the used worker's metadata: versions, device
+
+    @property
+    def used(self) -> Attempt:
+        return self.attempts[-1]
+
+    @property
+    def crashes(self) -> int:
+        return sum(a.crashed for a in self.attempts)
+
+    @property
+    def fallbacks(self) -> int:
+        return len(self.attempts) - 1
+
+    @property
+    def salvaged(self) -> bool:
+        return self.used.outcome == "salvaged"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's `asr` block (the transcript itself is written separately)."""
+        return {
+            "backend": self.used.backend,
+            "attempts": [a.to_dict() for a in self.attempts],
+            "crashes": self.crashes,
+            "salvaged": int(self.salvaged),
+            "fallbacks": self.fallbacks,
+            "worker": dict(self.worker),
+        }
+
+
+class AsrFailed(StageFailed):
+    """Every backend in the chain failed; `attempts` says how, for the manifest."""
+
+    def __init__(self, message: str, attempts: Sequence[Attempt]) -> None:
+        super().__init__(message)
+        self.attempts = tuple(attempts)
+
+
+def tally(jobs: Iterable[Sequence[Attempt | Mapping[str, Any]]]) -> dict[str, dict[str, int]]:
+    """Per backend over many jobs' attempt lists: attempts, each outcome, crashes, and fallbacks it caused."""
+    counts: dict[str, Counter[str]] = {}
+    for job in jobs:
+        attempts = [a if isinstance(a, Attempt) else Attempt.from_dict(a) for a in job]
+        for index, attempt in enumerate(attempts):
+            c = counts.setdefault(attempt.backend, Counter())
+            c["attempts"] += 1
+            c[attempt.outcome] += 1
+            c["crashes"] += attempt.crashed
+            c["fallbacks"] += not attempt.produced and index < len(attempts) - 1
+    return {b: {k: c[k] for k in ("attempts", *OUTCOMES, "crashes", "fallbacks")} for b, c in counts.items()}
+
+
+# --- the result and its marker ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Result:
+    status: str  # "valid"; "missing": no marker, never used; "invalid": a marker the result doesn't match
+    data: dict[str, Any] | None = None
+    reason: str | None = None
+
+
+def read_result(result: Path, request_bytes: bytes) -> _Result:
+    """The worker's result if, and only if, its marker pins exactly these bytes for exactly this request."""
+    marker_file = marker_path(result)
+    if not marker_file.exists():
+        return _Result("missing", reason="result file without its marker" if result.exists() else None)
+    try:
+        marker = json.loads(marker_file.read_bytes())
+        sha256, size, request_sha = marker["sha256"], int(marker["size"]), marker["request_sha256"]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        return _Result("invalid", reason=f"unreadable marker {marker_file.name}: {type(exc).__name__}")
+    if request_sha != request_digest(request_bytes):
+        return _Result("invalid", reason="marker belongs to another request")
+    try:
+        payload = result.read_bytes()
+    except OSError as exc:
+        return _Result("invalid", reason=f"marker without result: {type(exc).__name__}")
+    if len(payload) != size:
+        return _Result("invalid", reason=f"result is {len(payload)} bytes, its marker says {size}")
+    if hashlib.sha256(payload).hexdigest() != sha256:
+        return _Result("invalid", reason="result sha256 does not match its marker")
+    try:
+        data = json.loads(payload)
+        Transcript.from_dict(data["transcript"])
+    except (ValueError, TypeError, KeyError) as exc:
+        return _Result("invalid", reason=f"result matches its marker but is not a transcript: {exc!r}"[:200])
+    return _Result("valid", data=data)
+
+
+# --- the worker's stderr ----------------------------------------------------------------------------------
+
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<func>\S+)')
+_THREAD = re.compile(r"^(Current thread|Thread) 0x[0-9a-fA-F]+ \(most recent call first\):")
+
+
+def _innermost_frame(lines: Sequence[str]) -> str | None:
+    """From a faulthandler dump: the innermost frame of the thread it ran on, else of the main thread.
+
+    Threads are listed newest first, so the main thread is the last one when the signal landed on a native
+    thread that Python doesn't know (faulthandler then marks none as current).
+    """
+    headers = [k for k, line in enumerate(lines) if _THREAD.match(line)]
+    current = [k for k in headers if lines[k].startswith("Current")]
+    start = current[0] if current else headers[-1] if headers else -1
+    for line in lines[start + 1 :]:
+        if m := _FRAME.match(line):
+            return f"{Path(m['file']).name}:{m['line']} in {m['func']}"
+    return None
+
+
+def fatal_error(tail: str) -> str | None:
+    """faulthandler's report of a fatal signal, with where it happened, as one line."""
+    lines = tail.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("Fatal Python error:"):
+            where = _innermost_frame(lines[i + 1 :])
+            return lines[i].strip() + (f" at {where}" if where else "")
+    return None
+
+
+def hang_site(tail: str) -> str | None:
+    """Where the worker was when faulthandler dumped its stacks on our SIGTERM."""
+    return _innermost_frame(tail.splitlines())
+
+
+def last_line(tail: str) -> str | None:
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def _read_tail(log: Path, offset: int) -> str:
+    with open(log, "rb") as handle:
+        handle.seek(max(offset, handle.seek(0, os.SEEK_END) - _TAIL_BYTES))
+        return handle.read().decode("utf-8", errors="replace")
+
+
+# --- the worker process -----------------------------------------------------------------------------------
+
+
+def default_worker_argv() -> list[str]:
+    return [sys.executable, "-m", "pipeline.asr.worker"]
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ, **_WORKER_ENV)
+    # The worker must import the same `pipeline` as we did, whatever the current directory.
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+class _Process:
+    """The worker's process group, stopped and reaped so that nothing outlives the attempt."""
+
+    # Without reaping the leader, its pid (the group id) cannot be reused while we sweep the group. macOS has
+    # no os.waitid before Python 3.13: there we reap first, and the sweep follows within milliseconds.
+    _PEEK = hasattr(os, "waitid")
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self._status: tuple[int, Any] | None = None  # (wait status, rusage) once reaped
+
+    def exited(self) -> bool:
+        if self._status is not None:
+            return True
+        if self._PEEK:
+            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        if pid:
+            self._status = (status, usage)
+        return bool(pid)
+
+    def _signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signum)
+
+    def stop(self) -> None:
+        """SIGTERM the group (faulthandler dumps where it hung), then SIGKILL whatever is left."""
+        try:
+            if not self.exited():
+                self._signal_group(signal.SIGTERM)
+                deadline = time.monotonic() + _TERM_GRACE
+                while not self.exited() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        finally:  # even on a second Ctrl-C
+            self._signal_group(signal.SIGKILL)  # also anything the worker started that outlived it
+
+    def reap(self) -> tuple[int, float]:
+        """Exit code as subprocess reports it, and the peak RSS the kernel kept even if the worker crashed."""
+        if self._status is None:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+            self._status = (status, usage)
+        status, usage = self._status
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return self.proc.returncode, peak_rss_mb(usage.ru_maxrss)
+
+
+def _pump(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:
+    for raw in stream:
+        lines.put(raw.decode("utf-8", errors="replace"))
+    lines.put(None)
+
+
+@dataclass
+class _Watch:
+    """What the worker told us on stdout."""
+
+    started: float  # time.monotonic() at spawn
+    stage: str = "spawn"
+    done: float = 0.0
+    load_s: float | None = None  # spawn to model loaded: interpreter, imports and weights
+
+    def feed(self, line: str, on_progress: Callable[[float, float], None] | None) -> bool:
+        """Take one stdout line; True if it was an event (which counts as progress for the timeout)."""
+        try:
+            event = json.loads(line)
+            kind = event["event"]
+        except (ValueError, TypeError, KeyError):
+            return False
+        if kind == "start":
+            self.stage = "load"
+        elif kind == "loaded":
+            self.stage, self.load_s = "transcribe", round(time.monotonic() - self.started, 3)
+        elif kind == "progress":
+            self.done = float(event["done"])
+            if on_progress:
+                on_progress(self.done, float(event["total"]))
+        elif kind == "writing":
+            self.stage = "write"
+        elif kind == "result":
+            self.stage = "teardown"
+        return True
+
+
+def _describe(
+    outcome: str,
+    code: int,
+    sig: str | None,
+    timed_out: bool,
+    timeout: float | None,
+    watch: _Watch,
+    tail: str,
+    result: _Result,
+) -> str | None:
+    """One line for the manifest and StageFailed: what happened, where, and the worker's own words."""
+    if outcome == "ok":
+        return None
+    if outcome == "corrupt":
+        return f"{result.reason}" + (f"; {sig} during {watch.stage}" if sig else "")
+    if timed_out:
+        site = hang_site(tail)
+        return f"no progress for {timeout:g} s during {watch.stage}" + (f"; hung at {site}" if site else "")
+    if sig:
+        fatal = fatal_error(tail)
+        return f"{sig} during {watch.stage}" + (f"; {fatal}" if fatal else "")
+    if outcome == "salvaged":
+        return f"exited {code} after writing its result: {last_line(tail) or 'no stderr'}"
+    reason = result.reason or last_line(tail) or "no stderr"
+    return f"exited 0 without a result: {reason}" if code == 0 else f"exited {code}: {reason}"
+
+
+def _attempt(
+    number: int,
+    request: AsrRequest,
+    workdir: Path,
+    log_path: Path,
+    argv: Sequence[str],
+    timeout: float | None,
+    on_progress: Callable[[float, float], None] | None,
+) -> tuple[Attempt, dict[str, Any] | None]:
+    attempt_dir = workdir / f"attempt-{number}"
+    shutil.rmtree(attempt_dir, ignore_errors=True)  # a stale result or marker must never pass as this one's
+    attempt_dir.mkdir(parents=True)
+    request_bytes = json.dumps(asdict(request), sort_keys=True).encode()
+    request_path, result_path = attempt_dir / "request.json", attempt_dir / "result.json"
+    with atomic.atomic_open(request_path, "wb") as handle:
+        handle.write(request_bytes)
+
+    def attempt(**how: Any) -> Attempt:
+        return Attempt(
+            backend=request.backend,
+            device=request.device,
+            compute_type=request.compute_type,
+            model_dir=request.model_dir,
+            **how,
+        )
+
+    timed_out = False
+    lines: queue.Queue[str | None] = queue.Queue()
+    with open(log_path, "ab") as log:
+        log.write(
+            f"== asr attempt {number}: {request.backend} {request.device}/{request.compute_type} "
+            f"{request.model_dir}\n".encode()
+        )
+        log.flush()
+        offset = log.tell()
+        started = time.monotonic()
+        watch = _Watch(started)
+        try:
+            proc = subprocess.Popen(
+                [*argv, str(request_path), str(result_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=_worker_env(),
+                start_new_session=True,  # its own process group: we stop all of it
+            )
+        except OSError as exc:
+            failed = attempt(
+                outcome="failed",
+                exit_code=None,
+                signal=None,
+                wall_s=0.0,
+                peak_rss_mb=None,
+                error=f"could not start the worker: {exc}"[:_ERROR_CHARS],
+            )
+            log.write(f"== asr attempt {number}: {request.backend} {_summary(failed)}\n".encode())
+            return failed, None
+        worker = _Process(proc)
+        assert proc.stdout is not None
+        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        reader.start()
+        try:
+            deadline = started + timeout if timeout else None
+            while not worker.exited():
+                with contextlib.suppress(queue.Empty):
+                    line = lines.get(timeout=0.1)
+                    if line is not None and watch.feed(line, on_progress) and timeout:
+                        deadline = time.monotonic() + timeout
+                if deadline is not None and time.monotonic() > deadline:
+                    timed_out = True
+                    break
+        finally:
+            # Also on Ctrl-C (the worker is in its own session, so the terminal's SIGINT never reached it)
+            # and on an exception from on_progress: both propagate once the worker's group is gone.
+            worker.stop()
+            code, rss = worker.reap()
+            reader.join(timeout=2)
+            proc.stdout.close()
+        wall_s = round(time.monotonic() - started, 3)
+        while True:  # events written just before the worker exited
+            try:
+                line = lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                watch.feed(line, on_progress)
+
+        sig = signal.Signals(-code).name if code < 0 else None
+        result = read_result(result_path, request_bytes)
+        if result.status == "valid":
+            outcome = "ok" if code == 0 and not timed_out else "salvaged"
+            watch.stage = "teardown"  # the marker is the last thing the worker writes
+        elif result.status == "invalid":
+            outcome = "corrupt"
+        else:
+            outcome = "timeout" if timed_out else "crashed" if sig else "failed"
+        error = _describe(outcome, code, sig, timed_out, timeout, watch, _read_tail(log_path, offset), result)
+        reported = (result.data or {}).get("worker", {})
+        done = replace(
+            attempt(
+                outcome=outcome,
+                exit_code=code,
+                signal=sig,
+                wall_s=wall_s,
+                peak_rss_mb=rss,
+                error=error[:_ERROR_CHARS] if error else None,
+                stage=watch.stage,
+                progress_s=watch.done,
+                load_s=watch.load_s,
+                timed_out=timed_out,
+            ),
+            device=reported.get("device", request.device),
+            compute_type=reported.get("compute_type", request.compute_type),
+        )
+        log.write(f"== asr attempt {number}: {request.backend} {_summary(done)}\n".encode())
+    return done, result.data
+
+
+def _summary(attempt: Attempt) -> str:
+    text = attempt.outcome + (f" {attempt.signal}" if attempt.signal else "")
+    return text + (f" ({attempt.error})" if attempt.error else "")
+
+
+def run_isolated(
+    chain: Sequence[AsrRequest],
+    workdir: Path,
+    *,
+    timeout: float | None = None,
+    on_progress: Callable[[float, float], None] | None = None,
+    log_path: Path | None = None,
+    worker_argv: Sequence[str] | None = None,
+) -> AsrOutcome:
+    """Transcribe with the first request in `chain` that produces a result; see the module's table."""
+    if not chain:
+        raise ValueError("run_isolated needs at least one AsrRequest")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in workdir.glob("attempt-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    log_path = Path(log_path) if log_path else workdir / "asr.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = list(worker_argv) if worker_argv else default_worker_argv()
+    attempts: list[Attempt] = []
+    for number, request in enumerate(chain, start=1):
+        attempt, data = _attempt(number, request, workdir, log_path, argv, timeout, on_progress)
+        attempts.append(attempt)
+        if data is not None:
+            transcript = Transcript.from_dict(data["transcript"])
+            return AsrOutcome(transcript, tuple(attempts), data.get("worker", {}))
+    reasons = "; ".join(f"{a.backend} ({a.device}/{a.compute_type}): {_summary(a)}" for a in attempts)
+    raise AsrFailed(f"ASR failed with every backend in the chain: {reasons}; log: {log_path}", attempts)

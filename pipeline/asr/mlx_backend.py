@@ -1,0 +1,133 @@
+"""mlx-whisper: Whisper on Apple silicon's GPU through Metal, or on mlx's CPU build elsewhere (the `mps` profile).
+
+It reads MLX weights (`pipeline models convert SRC --to mlx` makes them from a CTranslate2 folder). mlx-whisper
+decodes greedily: it has no beam search, so `beam_size` is not used (temperature fallback still applies).
+mlx-whisper has no VAD either; silence is handled by Whisper's own no-speech check.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.asr import AsrRequest, Segment, Word
+from pipeline.errors import PipelineError
+from pipeline.models import CT2, MLX, model_format
+
+log = logging.getLogger(__name__)
+
+# MLX is not safe to call from two threads at once, and mlx-whisper keeps its model in a class attribute.
+_MLX_LOCK = threading.Lock()
+DEVICES = ("mps", "cpu", "auto")
+# request.extra keys passed through to mlx_whisper.transcribe (faster-whisper spells them the same way).
+_PASSTHROUGH = (
+    "condition_on_previous_text",
+    "temperature",
+    "compression_ratio_threshold",
+    "logprob_threshold",
+    "no_speech_threshold",
+    "hallucination_silence_threshold",
+)
+
+
+class MlxBackend:
+    name = "mlx"
+
+    def __init__(self, request: AsrRequest) -> None:
+        folder = Path(request.model_dir)
+        found = model_format(folder) if folder.is_dir() else None
+        if found == CT2:
+            raise PipelineError(
+                f"{folder} holds CTranslate2 weights; the mlx backend reads MLX weights: "
+                f"run `pipeline models convert {folder} --to mlx` and pass the converted folder"
+            )
+        if found != MLX:
+            raise PipelineError(
+                f"model folder {folder} holds no MLX Whisper model (expected config.json + weights.safetensors)"
+            )
+        if request.device not in DEVICES:
+            raise PipelineError(f"the mlx backend runs on {', '.join(DEVICES)}, not {request.device!r}")
+        # mlx-whisper falls back to the Hugging Face hub for a path it cannot find; it must never get there.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import mlx.core as mx
+        from mlx.utils import tree_map
+        from mlx_whisper.load_models import load_model
+
+        self.request = request
+        self.model_dir = str(folder.resolve())
+        self.compute_type = "float32" if request.compute_type == "float32" else "float16"
+        # "mps" means Metal when this mlx has it (macOS); mlx's Linux build has only the CPU.
+        metal = request.device != "cpu" and mx.metal.is_available()
+        self.device = "mps" if metal else "cpu"
+        self._device = mx.gpu if metal else mx.cpu
+        dtype = getattr(mx, self.compute_type)
+        with _MLX_LOCK, mx.stream(self._device):
+            model = load_model(self.model_dir, dtype=dtype)
+            # load_model keeps the file's dtype (the converter's choice); compute in the one asked for.
+            model.update(
+                tree_map(
+                    lambda a: a.astype(dtype) if mx.issubdtype(a.dtype, mx.floating) else a,
+                    model.parameters(),
+                )
+            )
+            mx.eval(model.parameters())
+        self._model = model
+        if request.task == "translate" and not model.is_multilingual:
+            raise PipelineError(f"model {folder} is English-only; translate needs a multilingual model")
+        if request.beam_size > 1:
+            log.info(
+                "mlx-whisper has no beam search; decoding greedily instead of beam_size=%d", request.beam_size
+            )
+        self._language: str | None = request.language or (None if model.is_multilingual else "en")
+
+    def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:
+        import mlx.core as mx
+        import mlx_whisper
+        from mlx_whisper.transcribe import ModelHolder
+
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if audio.size == 0:
+            return
+        request = self.request
+        options: dict[str, Any] = {k: request.extra[k] for k in _PASSTHROUGH if k in request.extra}
+        if isinstance(options.get("temperature"), list):  # JSON has no tuples
+            options["temperature"] = tuple(options["temperature"])
+        with _MLX_LOCK, mx.stream(self._device):
+            # transcribe() takes the model from this cache, keyed by path: hand it ours, loaded in our dtype.
+            ModelHolder.model, ModelHolder.model_path = self._model, self.model_dir
+            result = mlx_whisper.transcribe(
+                audio,
+                path_or_hf_repo=self.model_dir,
+                verbose=None,
+                language=self._language,
+                task=request.task,
+                word_timestamps=request.word_timestamps,
+                initial_prompt=request.initial_prompt,
+                fp16=self.compute_type == "float16",
+                **options,
+            )
+        # Detect once, on the first chunk, then hold the language for the rest of the file.
+        self._language = self._language or result["language"]
+        for segment in result["segments"]:
+            text = segment["text"].strip()
+            if not text:  # mlx-whisper blanks zero-length and hallucinated segments instead of dropping them
+                continue
+            words = tuple(
+                Word(
+                    start=float(w["start"]),
+                    end=float(w["end"]),
+                    text=w["word"],
+                    probability=float(w["probability"]),
+                )
+                for w in segment.get("words", ())
+            )
+            yield Segment(start=float(segment["start"]), end=float(segment["end"]), text=text, words=words)
+
+    def detected_language(self) -> str | None:
+        return self._language

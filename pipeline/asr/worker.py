@@ -1,0 +1,201 @@
+"""The ASR worker process: load one backend, transcribe one file, write the result, exit without teardown.
+
+    python -m pipeline.asr.worker REQUEST_JSON RESULT_JSON
+
+The parent (`pipeline.asr.isolation`) reads one JSON object per line on our stdout (events "start", "loaded",
+"progress", "writing", "result") and everything else from the log our stderr is appended to.
+
+Order is what makes lost work impossible: the result is written atomically and fsynced, then a marker
+(RESULT_JSON + ".ok") pins its sha256 and size, and only then may anything crash. After the marker we leave
+with `os._exit`, skipping interpreter teardown entirely (model destructors, atexit handlers, native thread
+pools), because teardown is where MLX segfaulted and nothing is left in this process worth tearing down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import hashlib
+import importlib.metadata
+import json
+import os
+import resource
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+from pipeline import atomic, audio
+from pipeline.asr import AsrRequest, Segment, Transcript, load_backend_class
+
+MARKER_SUFFIX = ".ok"
+# Distributions whose version is worth recording when the backend imported them.
+_LIBRARIES = {
+    "faster-whisper": "faster_whisper",
+    "ctranslate2": "ctranslate2",
+    "whisperx": "whisperx",
+    "torch": "torch",
+    "mlx": "mlx",
+    "mlx-whisper": "mlx_whisper",
+    "onnxruntime": "onnxruntime",
+    "numpy": "numpy",
+}
+
+
+class Hooks:
+    """Where tests/faults injects real crashes. Production passes none: no switch exists to turn them on."""
+
+    def after_load(self) -> None: ...
+
+    def after_chunk(self, index: int) -> None: ...
+
+    def before_result_write(self, result: Path, payload: bytes) -> None: ...
+
+    def after_result_before_marker(self, result: Path) -> None: ...
+
+    def after_marker(self, result: Path) -> None: ...
+
+
+def marker_path(result: Path) -> Path:
+    return result.with_name(result.name + MARKER_SUFFIX)
+
+
+def request_digest(request_bytes: bytes) -> str:
+    return hashlib.sha256(request_bytes).hexdigest()
+
+
+def peak_rss_mb(ru_maxrss: int) -> float:
+    """`ru_maxrss` is KiB on Linux and bytes on macOS."""
+    return round(ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def _shift(segment: Segment, offset: float) -> Segment:
+    words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words)
+    return Segment(start=segment.start + offset, end=segment.end + offset, text=segment.text, words=words)
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for dist, module in _LIBRARIES.items():
+        if module in sys.modules:
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                versions[dist] = importlib.metadata.version(dist)
+    return versions
+
+
+def _fsync_dir(path: Path) -> None:
+    # os.replace is durable only once the directory entry is on disk.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Events:
+    """The protocol channel: a private copy of the original stdout, so library prints cannot corrupt it."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        self.stream.write(json.dumps({"event": event, **fields}) + "\n")
+        self.stream.flush()
+
+
+def _protocol_stream() -> IO[str]:
+    # Keep fd 1 for ourselves and point fd 1 (and sys.stdout) at the log: whisperx and friends print.
+    events = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return events
+
+
+def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events) -> None:
+    started = time.monotonic()
+    request_bytes = request_path.read_bytes()
+    request = AsrRequest(**json.loads(request_bytes))
+    total = audio.duration(request.audio)
+    emit("start", pid=os.getpid(), total=total)
+
+    backend = load_backend_class(request.backend)(request)
+    load_s = round(time.monotonic() - started, 3)
+    emit("loaded", load_s=load_s)
+    hooks.after_load()
+
+    segments: list[Segment] = []
+    language = request.language
+    for index, chunk in enumerate(audio.chunks(request.audio, request.chunk_seconds)):
+        for segment in backend.transcribe(chunk.samples):
+            segments.append(_shift(segment, chunk.offset))
+            emit("progress", done=round(min(segments[-1].end, total), 3), total=total)
+        language = language or backend.detected_language()
+        emit("progress", done=round(chunk.offset + chunk.duration, 3), total=total)
+        hooks.after_chunk(index)
+
+    transcript = Transcript(
+        language=language or "",
+        segments=tuple(segments),
+        duration=total,
+        task=request.task,
+        backend=request.backend,
+    )
+    worker = {
+        "backend": request.backend,
+        # What the backend actually ran on (it may settle "auto" or fall back): it says so via attributes.
+        "device": getattr(backend, "device", request.device),
+        "compute_type": getattr(backend, "compute_type", request.compute_type),
+        "model_dir": request.model_dir,
+        "versions": _versions(),
+        "load_s": load_s,
+        "wall_s": round(time.monotonic() - started, 3),
+        "peak_rss_mb": peak_rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+        "pid": os.getpid(),
+    }
+    document = {"transcript": transcript.to_dict(), "worker": worker}
+    payload = (json.dumps(document, ensure_ascii=False) + "\n").encode()
+    emit("writing")
+    hooks.before_result_write(result_path, payload)
+    with atomic.atomic_open(result_path, "wb") as handle:
+        handle.write(payload)
+    _fsync_dir(result_path.parent)
+    hooks.after_result_before_marker(result_path)
+    marker = {
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "size": len(payload),
+        "request_sha256": request_digest(request_bytes),
+    }
+    atomic.write_json(marker_path(result_path), marker)
+    _fsync_dir(result_path.parent)
+    emit("result", path=str(result_path), **marker)
+    hooks.after_marker(result_path)
+
+
+def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> NoReturn:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        sys.stderr.write("usage: python -m pipeline.asr.worker REQUEST_JSON RESULT_JSON\n")
+        os._exit(2)
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    # On a timeout the parent sends SIGTERM: dump every thread's stack to the log (where did it hang?), die.
+    faulthandler.register(signal.SIGTERM, file=sys.stderr, all_threads=True, chain=True)
+    emit = _Events(_protocol_stream())
+    code = 0
+    try:
+        run(Path(args[0]), Path(args[1]), hooks or Hooks(), emit)
+    except BaseException as exc:  # the parent reads our last stderr line as the reason
+        traceback.print_exc()
+        sys.stderr.write(f"{type(exc).__name__}: {' '.join(str(exc).split())}\n")
+        code = 1
+    sys.stderr.flush()
+    emit.stream.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

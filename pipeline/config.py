@@ -1,0 +1,263 @@
+"""One frozen configuration object, layered from defaults, files, the environment and the command line.
+
+Precedence, lowest first: built-in defaults < `config/.env.pipeline` < the job's `.env.pipeline` < environment <
+command-line flags. Every value is validated where it enters; a bad one is a one-line error that names the key, the
+place it came from and what is allowed. The keys users know from earlier pipelines (WHISPER_BACKEND, WHISPER_MODEL,
+WHISPER_COMPUTE_TYPE, WHISPER_DEVICE) keep their meaning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+WORKFLOWS = ("transcribe", "translate", "subtitle")
+BACKENDS = ("auto", "whisperx", "faster-whisper", "mlx")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16", "bfloat16",
+                 "float32")
+SUBTITLE_FORMATS = ("srt", "vtt")
+MUX_MODES = ("auto", "off", "mp4", "mkv")
+PROJECT_CONFIG = Path("config") / ".env.pipeline"
+JOB_CONFIG = ".env.pipeline"
+
+
+def _choice(allowed: Iterable[str]) -> Callable[[str], str]:
+    allowed = tuple(allowed)
+
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"allowed: {', '.join(allowed)}")
+        return value
+
+    parse.allowed = allowed  # type: ignore[attr-defined]
+    return parse
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"allowed: a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"allowed: a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _float_range(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"allowed: a number from {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise ValueError(f"allowed: a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("allowed: true, false (or 1/0, yes/no, on/off)")
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _language(raw: str) -> str:
+    from pipeline.languages import check_language
+
+    return check_language(raw.strip().lower(), allow_auto=True)
+
+
+def _languages(raw: str) -> tuple[str, ...]:
+    from pipeline.languages import check_language
+
+    codes: list[str] = []
+    for part in raw.replace(" ", ",").split(","):
+        if part.strip():
+            code = check_language(part.strip().lower(), allow_auto=False)
+            if code not in codes:  # "-t es,es" means es once
+                codes.append(code)
+    return tuple(codes)
+
+
+def _formats(raw: str) -> tuple[str, ...]:
+    parts = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+    bad = [p for p in parts if p not in SUBTITLE_FORMATS]
+    if bad or not parts:
+        raise ValueError(f"allowed: a comma-separated list of {', '.join(SUBTITLE_FORMATS)}")
+    return parts
+
+
+def _path(raw: str) -> str:
+    return str(Path(raw.strip()).expanduser()) if raw.strip() else ""
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str  # the key users write in .env files and the environment
+    attr: str  # the Config field
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+
+
+KEYS: tuple[Key, ...] = (
+    Key("WORKFLOW", "workflow", _choice(WORKFLOWS), "transcribe", "transcribe, translate or subtitle"),
+    Key("MEDIA", "media", _path, "", "the input media file"),
+    Key("SOURCE_LANGUAGE", "source_language", _language, "auto", "spoken language (ISO 639-1) or auto"),
+    Key("TARGET_LANGUAGES", "target_languages", _languages, "", "comma-separated target languages"),
+    Key("PIPELINE_PROFILE", "profile", _text, "auto", "hardware profile from matrix/profiles.toml, or auto"),
+    Key("WHISPER_BACKEND", "backend", _choice(BACKENDS), "auto", "ASR backend"),
+    Key("WHISPER_MODEL", "model", _text, "auto", "model name (base, large-v3, ...) or folder; auto: profile's"),
+    Key("WHISPER_DEVICE", "device", _choice(DEVICES), "auto", "compute device"),
+    Key("WHISPER_COMPUTE_TYPE", "compute_type", _choice(COMPUTE_TYPES), "auto", "weights/activations precision"),
+    Key("WHISPER_BATCH_SIZE", "batch_size", _int_range(1, 256), "8", "ASR batch size"),
+    Key("WHISPER_BEAM_SIZE", "beam_size", _int_range(1, 20), "5", "beam search width"),
+    Key("WHISPER_VAD", "vad", _bool, "true", "voice activity detection before ASR"),
+    Key("WHISPER_WORD_TIMESTAMPS", "word_timestamps", _bool, "true", "word timings when the backend has them"),
+    Key("WHISPER_INITIAL_PROMPT", "initial_prompt", _text, "", "text that primes the decoder's style/script"),
+    Key("WHISPER_THREADS", "threads", _int_range(0, 256), "0", "CPU threads per worker, 0: library default"),
+    Key("ASR_CHUNK_SECONDS", "chunk_seconds", _float_range(30, 7200), "300", "audio per ASR call (memory bound)"),
+    Key("ASR_TIMEOUT", "asr_timeout", _float_range(10, 86400), "1800", "seconds without progress before a worker "
+        "is killed"),
+    Key("MODELS_ALLOW_DOWNLOAD", "allow_download", _bool, "false", "allow a hub download of a missing model"),
+    Key("MT_MODEL_DIR", "mt_model_dir", _path, "", "a CTranslate2 NLLB-200/M2M100 folder for text translation"),
+    Key("SUBTITLE_FORMATS", "subtitle_formats", _formats, "srt,vtt", "subtitle files to write"),
+    Key("SUBTITLE_MAX_LINE_CHARS", "max_line_chars", _int_range(16, 120), "42", "characters per subtitle line"),
+    Key("SUBTITLE_MAX_LINES", "max_lines", _int_range(1, 4), "2", "lines per subtitle cue"),
+    Key("SUBTITLE_MAX_CPS", "max_cps", _float_range(5, 60), "17", "reading speed, characters per second"),
+    Key("SUBTITLE_MUX", "mux", _choice(MUX_MODES), "auto", "soft-subtitle mux into the video (subtitle workflow)"),
+)
+BY_NAME = {key.name: key for key in KEYS}
+
+
+@dataclass(frozen=True)
+class Config:
+    workflow: str = "transcribe"
+    media: str = ""
+    source_language: str = "auto"
+    target_languages: tuple[str, ...] = ()
+    profile: str = "auto"
+    backend: str = "auto"
+    model: str = "auto"
+    device: str = "auto"
+    compute_type: str = "auto"
+    batch_size: int = 8
+    beam_size: int = 5
+    vad: bool = True
+    word_timestamps: bool = True
+    initial_prompt: str = ""
+    threads: int = 0
+    chunk_seconds: float = 300.0
+    asr_timeout: float = 1800.0
+    allow_download: bool = False
+    mt_model_dir: str = ""
+    subtitle_formats: tuple[str, ...] = ("srt", "vtt")
+    max_line_chars: int = 42
+    max_lines: int = 2
+    max_cps: float = 17.0
+    mux: str = "auto"
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_env(self) -> dict[str, str]:
+        """The config as KEY=value strings, the form `.env.pipeline` files hold."""
+        out = {}
+        for key in KEYS:
+            value = getattr(self, key.attr)
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, float):
+                value = f"{value:g}"
+            out[key.name] = str(value)
+        return out
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value pairs of a dotenv file (python-dotenv parses quoting, comments and `export`)."""
+    from dotenv import dotenv_values
+
+    try:
+        values = dotenv_values(path, encoding="utf-8")
+    except UnicodeDecodeError:
+        raise PipelineError(f"config file {path} is not UTF-8 text") from None
+    return {k: ("" if v is None else v) for k, v in values.items()}
+
+
+def build(layers: Iterable[tuple[str, Mapping[str, str]]]) -> Config:
+    """Merge (origin, KEY->raw value) layers, lowest precedence first, and validate every value."""
+    raw: dict[str, tuple[str, str]] = {key.name: (key.default, "default") for key in KEYS}
+    for origin, values in layers:
+        for name, value in values.items():
+            if name not in BY_NAME:
+                close = difflib.get_close_matches(name, BY_NAME, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise PipelineError(f"{origin}: unknown key {name}{hint} (keys: `pipeline config keys`)")
+            raw[name] = (value, origin)
+    parsed: dict[str, Any] = {}
+    for key in KEYS:
+        value, origin = raw[key.name]
+        try:
+            parsed[key.attr] = key.parse(value)
+        except (ValueError, PipelineError) as exc:
+            raise PipelineError(f"{origin}: {key.name}={value!r} is not valid; {exc}") from None
+    parsed["origins"] = {key.name: raw[key.name][1] for key in KEYS}
+    return Config(**parsed)
+
+
+def environment_layer(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in BY_NAME if name in environ}
+
+
+def load(
+    *,
+    job_dir: Path | None = None,
+    cli: Mapping[str, str] | None = None,
+    project_config: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """The effective config: defaults < project config < job config < environment < command line."""
+    layers: list[tuple[str, Mapping[str, str]]] = []
+    project_config = project_config or Path(os.environ.get("PIPELINE_CONFIG", PROJECT_CONFIG))
+    if project_config.is_file():
+        layers.append((str(project_config), read_env_file(project_config)))
+    if job_dir is not None and (job_dir / JOB_CONFIG).is_file():
+        layers.append((str(job_dir / JOB_CONFIG), read_env_file(job_dir / JOB_CONFIG)))
+    layers.append(("environment", environment_layer(environ)))
+    if cli:
+        layers.append(("command line", cli))
+    return build(layers)
+
+
+def render_env(config: Config, header: str = "") -> str:
+    """A `.env.pipeline` file that reproduces `config`."""
+    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    for key in KEYS:
+        # Double quotes with backslash escapes: what python-dotenv reads back verbatim (spaces, #, quotes, é).
+        value = config.to_env()[key.name]
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        lines.append(f'{key.name}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+assert {f.name for f in fields(Config)} - {"origins"} == {key.attr for key in KEYS}, "KEYS and Config disagree"

@@ -1,0 +1,64 @@
+"""Language codes: what users type (ISO 639-1, as Whisper uses them) and the ISO 639-2 tags muxers want."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pipeline.errors import PipelineError
+
+
+@cache
+def _iso(code: str):  # -> pycountry language record or None
+    import pycountry
+
+    if len(code) == 2:
+        return pycountry.languages.get(alpha_2=code)
+    if len(code) == 3:
+        return pycountry.languages.get(alpha_3=code)
+    return None
+
+
+def check_language(code: str, *, allow_auto: bool) -> str:
+    """`code` if it names a language (ISO 639-1, or 639-3 where Whisper uses it, e.g. haw, yue)."""
+    if allow_auto and code == "auto":
+        return code
+    if code.isascii() and code.isalpha() and _iso(code) is not None:
+        return code
+    allowed = "ISO 639-1 codes such as en, hi, es, pt" + (", or auto" if allow_auto else "")
+    raise PipelineError(f"unknown language code {code!r}; allowed: {allowed}")
+
+
+def name(code: str) -> str:
+    record = _iso(code)
+    return record.name if record else code
+
+
+def iso639_2(code: str) -> str:
+    """The three-letter tag for a subtitle stream (bibliographic form where one exists, as Matroska expects)."""
+    record = _iso(code)
+    if record is None:
+        return "und"
+    return getattr(record, "bibliographic", None) or record.alpha_3
+
+
+@cache
+def whisper_languages() -> frozenset[str]:
+    """The languages Whisper models know; read from the installed ASR library, not hand-written here."""
+    try:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+    except ImportError:
+        try:
+            from mlx_whisper.tokenizer import LANGUAGES as _LANGUAGE_CODES
+        except ImportError:
+            return frozenset()
+    return frozenset(_LANGUAGE_CODES)
+
+
+def check_speech_language(code: str) -> str:
+    """A source language Whisper can transcribe (checked only when an ASR library is installed)."""
+    known = whisper_languages()
+    if code != "auto" and known and code not in known:
+        raise PipelineError(
+            f"Whisper does not transcribe {code!r} ({name(code)}); allowed: auto or one of {', '.join(sorted(known))}"
+        )
+    return code

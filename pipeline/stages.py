@@ -1,0 +1,268 @@
+"""The stages of a job, in order: probe -> extract -> transcribe -> translate -> subtitles -> mux.
+
+Each stage reads what earlier stages left in the job folder, writes its own outputs atomically, and returns the
+facts the manifest records. A workflow is a prefix-free selection of these stages; nothing runs that does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline import audio, media
+from pipeline.asr import AsrRequest, Transcript
+from pipeline.config import Config
+from pipeline.errors import PipelineError
+from pipeline.hardware import Choice
+from pipeline.jobs import Manifest
+from pipeline.progress import stage_bar
+
+WORKFLOW_STAGES: dict[str, tuple[str, ...]] = {
+    "transcribe": ("probe", "extract", "transcribe", "subtitles"),
+    "translate": ("probe", "extract", "transcribe", "translate", "subtitles"),
+    "subtitle": ("probe", "extract", "transcribe", "translate", "subtitles", "mux"),
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    job_dir: Path
+    config: Config
+    manifest: Manifest
+    chain: tuple[Choice, ...]
+    model: str  # the model name or folder the user asked for; resolved per backend format
+    log_path: Path
+
+    @property
+    def work(self) -> Path:
+        return self.job_dir / "work"
+
+    @property
+    def media(self) -> Path:
+        return Path(self.config.media)
+
+    @property
+    def stem(self) -> str:
+        return self.media.stem
+
+    @property
+    def audio(self) -> Path:
+        return self.work / "audio.wav"
+
+    def output(self, language: str, ext: str) -> Path:
+        return self.job_dir / f"{self.stem}.{language}.{ext}"
+
+    @property
+    def source_language(self) -> str:
+        """The spoken language: as configured, or as detected by the transcribe stage."""
+        return self.manifest.data.get("language") or self.config.source_language
+
+
+def probe(ctx: Context) -> dict[str, Any]:
+    info = media.probe(ctx.media)
+    ctx.manifest.data["media_info"] = info.to_dict()
+    return {"duration": info.duration, "audio_streams": info.audio_streams, "video_streams": info.video_streams}
+
+
+def extract(ctx: Context) -> dict[str, Any]:
+    duration = ctx.manifest.data["media_info"]["duration"]
+    ctx.work.mkdir(exist_ok=True)
+    with stage_bar("extract audio", duration, "s") as bar:
+        media.extract_audio(ctx.media, ctx.audio, duration=duration, on_progress=bar.update_to)
+    seconds = audio.duration(ctx.audio)
+    if seconds <= 0:
+        raise PipelineError(f"the audio stream of {ctx.media} decoded to nothing (truncated file?)")
+    return {"outputs": [str(ctx.audio.relative_to(ctx.job_dir))], "audio_seconds": round(seconds, 3)}
+
+
+def _requests(ctx: Context, task: str, language: str | None) -> list[AsrRequest]:
+    from pipeline import models
+
+    config = ctx.config
+    requests = []
+    for choice in ctx.chain:
+        fmt = models.MLX if choice.backend == "mlx" else models.CT2
+        try:
+            folder = models.resolve(ctx.model, fmt, allow_download=config.allow_download)
+        except PipelineError:
+            if choice is ctx.chain[0]:
+                raise
+            continue  # a fallback without its model is no fallback; the primary's error is the one to show
+        requests.append(
+            AsrRequest(
+                backend=choice.backend,
+                model_dir=str(folder),
+                device=choice.device,
+                compute_type=choice.compute_type,
+                audio=str(ctx.audio),
+                language=language,
+                task=task,
+                beam_size=config.beam_size,
+                batch_size=config.batch_size,
+                vad=config.vad,
+                word_timestamps=config.word_timestamps,
+                initial_prompt=config.initial_prompt or None,
+                chunk_seconds=config.chunk_seconds,
+                threads=config.threads,
+            )
+        )
+    return requests
+
+
+def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[Transcript, dict[str, Any]]:
+    """Run ASR (or Whisper's speech translation) through isolated workers along the fallback chain."""
+    from pipeline.asr.isolation import run_isolated
+
+    total = audio.duration(ctx.audio)
+    with stage_bar(label, total, "s") as bar:
+        outcome = run_isolated(
+            _requests(ctx, task, language),
+            ctx.work / task,
+            timeout=ctx.config.asr_timeout,
+            on_progress=lambda done, _total: bar.update_to(done),
+            log_path=ctx.log_path,
+        )
+        bar.update_to(total)
+    used = outcome.used
+    facts = {
+        "backend": used.backend,
+        "model": Path(used.model_dir).name,
+        "model_dir": used.model_dir,
+        "device": used.device,
+        "compute_type": used.compute_type,
+        "attempts": [attempt.to_dict() for attempt in outcome.attempts],
+        "crashes": outcome.crashes,
+        "salvaged": int(outcome.salvaged),
+        "fallbacks": outcome.fallbacks,
+        "worker_peak_rss_mb": used.peak_rss_mb,
+        "versions": dict(outcome.worker.get("versions", {})),
+        "notices": [n for c in ctx.chain for n in c.notices],
+    }
+    return outcome.transcript, facts
+
+
+def _write_transcript(ctx: Context, transcript: Transcript) -> list[str]:
+    from pipeline.writers import write_transcript_json, write_transcript_txt
+
+    language = transcript.language
+    write_transcript_json(transcript, ctx.output(language, "json"))
+    write_transcript_txt(transcript, ctx.output(language, "txt"))
+    return [ctx.output(language, "json").name, ctx.output(language, "txt").name]
+
+
+def _read_transcript(path: Path) -> Transcript:
+    return Transcript.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def transcribe(ctx: Context) -> dict[str, Any]:
+    language = None if ctx.config.source_language == "auto" else ctx.config.source_language
+    transcript, facts = _speech(ctx, "transcribe", language, "transcribe")
+    if not transcript.language:
+        transcript = replace(transcript, language=language or "und")
+    ctx.manifest.data["language"] = transcript.language
+    return facts | {"language": transcript.language, "segments": len(transcript.segments),
+                    "outputs": _write_transcript(ctx, transcript)}
+
+
+def translate(ctx: Context) -> dict[str, Any]:
+    """Every target track, from the transcript (text MT) or the speech (Whisper translate); resumable per target."""
+    from pipeline.mt import get_engine
+    from pipeline.mt.routing import Route
+
+    routes = [Route.from_dict(r) for r in ctx.manifest.data["routes"]]
+    source = _read_transcript(ctx.output(ctx.source_language, "json"))
+    tracks: dict[str, Transcript] = {source.language: source}
+    done: list[str] = []
+    facts: dict[str, Any] = {"targets": {}}
+    with stage_bar("translate", len(routes), "tracks") as bar:
+        for index, route in enumerate(routes):
+            target_json = ctx.output(route.target, "json")
+            if target_json.is_file():  # finished on an earlier run: never redo (or lose) it
+                tracks[route.target] = _read_transcript(target_json)
+                done.append(route.target)
+                bar.update_to(index + 1)
+                continue
+            current = source
+            for hop in route.hops:
+                if hop.engine == "whisper":
+                    current, speech_facts = _speech(ctx, "translate", hop.src, "speech -> en")
+                    current = replace(current, language=hop.tgt, task="translate")
+                    facts["speech_translation"] = speech_facts
+                elif hop.tgt in tracks:  # a pivot already made for another target
+                    current = tracks[hop.tgt]
+                else:
+                    engine = get_engine(hop.engine, mt_model_dir=ctx.config.mt_model_dir or None)
+                    texts = engine.translate([s.text for s in current.segments], hop.src, hop.tgt)
+                    current = replace(
+                        current,
+                        language=hop.tgt,
+                        task="translate",
+                        backend=hop.engine,
+                        segments=tuple(replace(s, text=t, words=()) for s, t in zip(current.segments, texts,
+                                                                                     strict=True)),
+                    )
+                tracks[hop.tgt] = current
+            _write_transcript(ctx, current)
+            facts["targets"][route.target] = [h.engine for h in route.hops]
+            bar.update_to(index + 1)
+    facts["resumed"] = done
+    facts["outputs"] = [ctx.output(r.target, ext).name for r in routes for ext in ("json", "txt")]
+    return facts
+
+
+def _languages(ctx: Context) -> list[str]:
+    routes = ctx.manifest.data.get("routes", [])
+    return [ctx.source_language, *(r["target"] for r in routes if r["target"] != ctx.source_language)]
+
+
+def subtitles(ctx: Context) -> dict[str, Any]:
+    from pipeline.writers import ReadingRules, build_cues, write_subtitles
+
+    config = ctx.config
+    rules = ReadingRules(max_line_chars=config.max_line_chars, max_lines=config.max_lines, max_cps=config.max_cps)
+    outputs = []
+    cues_per_language = {}
+    for language in _languages(ctx):
+        transcript = _read_transcript(ctx.output(language, "json"))
+        cues = build_cues(transcript.segments, rules)
+        cues_per_language[language] = len(cues)
+        for fmt in config.subtitle_formats:
+            write_subtitles(cues, ctx.output(language, fmt), fmt)
+            outputs.append(ctx.output(language, fmt).name)
+    return {"cues": cues_per_language, "outputs": outputs}
+
+
+def mux(ctx: Context) -> dict[str, Any]:
+    info = ctx.manifest.data["media_info"]
+    if ctx.config.mux == "off":
+        return {"state": "skipped", "reason": "SUBTITLE_MUX=off"}
+    if not info["video_streams"]:
+        return {"state": "skipped", "reason": "the media has no video stream"}
+    container = media.mux_container(ctx.media, ctx.config.mux)
+    target = ctx.job_dir / f"{ctx.stem}.subtitled.{container}"
+    tracks = []
+    for language in _languages(ctx):
+        srt = ctx.output(language, "srt")
+        if not srt.is_file():  # SUBTITLE_FORMATS without srt: write the track just for muxing
+            from pipeline.writers import read_subtitles, write_subtitles
+
+            srt = ctx.work / f"{language}.srt"
+            write_subtitles(read_subtitles(ctx.output(language, "vtt")), srt, "srt")
+        tracks.append((language, srt))
+    with stage_bar("mux subtitles", info["duration"], "s") as bar:
+        media.mux_subtitles(ctx.media, tracks, target, duration=info["duration"], on_progress=bar.update_to)
+    return {"outputs": [target.name], "container": container, "tracks": [lang for lang, _ in tracks],
+            "subtitle_codec": media.SUBTITLE_CODECS[container]}
+
+
+STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "probe": probe,
+    "extract": extract,
+    "transcribe": transcribe,
+    "translate": translate,
+    "subtitles": subtitles,
+    "mux": mux,
+}

@@ -1,0 +1,64 @@
+"""Fixtures for the fault-injection tests: real speech, a real model, the real worker with real faults."""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.asr import AsrRequest
+from pipeline.asr.isolation import AsrOutcome, run_isolated
+
+from .harness import JFK, MODELS, TIMEOUT
+
+
+@pytest.fixture(scope="session")
+def tiny_en() -> Path:
+    model = MODELS / "tiny.en"
+    if not (model / "model.bin").is_file():
+        pytest.fail(f"tiny.en CTranslate2 model not found in {model} (set PIPELINE_MODELS_DIR)")
+    return model
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """JFK's 11 s three times over with 0.5 s pauses: 34.5 s, so that a 20 s chunk size gives two chunks and "midway" is real."""
+    if not JFK.is_file():
+        pytest.fail(f"speech fixture missing: {JFK}")
+    with wave.open(str(JFK), "rb") as wav:
+        params, frames = wav.getparams(), wav.readframes(wav.getnframes())
+    pause = np.zeros(8000, dtype="<i2").tobytes()  # 0.5 s
+    path = tmp_path_factory.mktemp("speech") / "jfk3.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setparams(params)
+        out.writeframes((frames + pause) * 3)
+    return path
+
+
+@pytest.fixture(scope="session")
+def request_for(tiny_en: Path, speech: Path) -> Callable[..., AsrRequest]:
+    def make(backend: str = "faster-whisper", **changes: Any) -> AsrRequest:
+        fields: dict[str, Any] = dict(
+            backend=backend,
+            model_dir=str(tiny_en),
+            device="cpu",
+            compute_type="int8",
+            audio=str(speech),
+            language="en",
+            chunk_seconds=20.0,
+            threads=2,
+        )
+        return AsrRequest(**{**fields, **changes})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def reference(request_for: Callable[..., AsrRequest], tmp_path_factory: pytest.TempPathFactory) -> AsrOutcome:
+    """One clean run through the real worker: what every salvaged or fallen-back run must reproduce."""
+    workdir = tmp_path_factory.mktemp("reference")
+    return run_isolated([request_for()], workdir, timeout=TIMEOUT)

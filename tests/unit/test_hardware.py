@@ -1,0 +1,71 @@
+"""Device and compute-type resolution for every profile, with detection replaced at the hardware boundary.
+
+The Hardware values below are fakes of machines we do not have (an NVIDIA GPU, Apple silicon): that boundary is
+the only thing faked; the resolution logic and the matrix file are the real ones.
+"""
+
+import pytest
+
+from pipeline import config, hardware
+from pipeline.errors import PipelineError
+from pipeline.profiles import load_matrix
+
+CPU_TYPES = frozenset({"int8", "int8_float32", "float32", "int16"})
+LINUX_CPU = hardware.Hardware("Linux", "x86_64", 0, False, {"cpu": CPU_TYPES})
+LINUX_GPU = hardware.Hardware("Linux", "x86_64", 1, False,
+                              {"cpu": CPU_TYPES, "cuda": frozenset({"float16", "int8_float16", "float32", "int8"})})
+APPLE = hardware.Hardware("Darwin", "arm64", 0, True, {"cpu": CPU_TYPES})
+
+
+def chain(hw, **keys):
+    cfg = config.build([("test", keys)])
+    matrix = load_matrix()
+    profile = hardware.resolve_profile(cfg, matrix, hw)
+    return profile.name, [(c.backend, c.device, c.compute_type) for c in hardware.resolve_chain(cfg, profile, hw)]
+
+
+def test_auto_picks_the_profile_from_the_hardware():
+    matrix = load_matrix()
+    assert chain(LINUX_CPU) == ("cpu", [("whisperx", "cpu", "int8"), ("faster-whisper", "cpu", "int8")])
+    assert chain(LINUX_GPU)[0] == "cuda"
+    assert chain(LINUX_GPU)[1][0] == ("whisperx", "cuda", "float16")
+    name, links = chain(APPLE)
+    mps = matrix.profile("mps")
+    assert name == "mps" and links[0] == (mps.backend, mps.device, mps.compute_type)
+    assert links[1] == ("whisperx", mps.fallback_device, mps.fallback_compute_type)
+
+
+def test_float16_on_a_cpu_becomes_a_cpu_type_with_a_notice():
+    cfg = config.build([("t", {"WHISPER_COMPUTE_TYPE": "float16", "WHISPER_BACKEND": "faster-whisper"})])
+    profile = load_matrix().profile("cpu")
+    first = hardware.resolve_chain(cfg, profile, LINUX_CPU)[0]
+    assert first.compute_type in ("float32", "int8")
+    assert any("does not support float16" in n for n in first.notices)
+
+
+def test_ctranslate2_has_no_mps():
+    _, links = chain(APPLE, WHISPER_BACKEND="faster-whisper")
+    assert links[0][:2] == ("faster-whisper", "cpu")
+
+
+def test_cuda_profile_without_a_gpu_falls_back_to_cpu_but_explicit_cuda_is_an_error():
+    assert chain(LINUX_CPU, PIPELINE_PROFILE="cuda")[1][0] == ("whisperx", "cpu", "float32")
+    with pytest.raises(PipelineError, match="no CUDA device"):
+        chain(LINUX_CPU, WHISPER_DEVICE="cuda")
+
+
+def test_mlx_on_linux_runs_on_its_cpu_build():
+    _, links = chain(LINUX_CPU, PIPELINE_PROFILE="mps")
+    assert links[0][:2] == ("mlx", "cpu")
+    assert links[1] == ("whisperx", "cpu", "int8")
+
+
+def test_unknown_profile_lists_the_profiles():
+    with pytest.raises(PipelineError, match="unknown profile 'tpu'.*cpu, cuda, mps"):
+        chain(LINUX_CPU, PIPELINE_PROFILE="tpu")
+
+
+def test_detect_on_this_machine_reports_the_cpu():
+    hw = hardware.detect()
+    assert hw.supports("cpu")
+    assert "int8" in hw.ct2_compute_types["cpu"]
