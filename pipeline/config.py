@@ -20,8 +20,17 @@ from pipeline.errors import PipelineError
 WORKFLOWS = ("transcribe", "translate", "subtitle")
 BACKENDS = ("auto", "whisperx", "faster-whisper", "mlx")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16", "bfloat16",
-                 "float32")
+COMPUTE_TYPES = (
+    "auto",
+    "int8",
+    "int8_float16",
+    "int8_float32",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
 SUBTITLE_FORMATS = ("srt", "vtt")
 MUX_MODES = ("auto", "off", "mp4", "mkv")
 PROJECT_CONFIG = Path("config") / ".env.pipeline"
@@ -126,25 +135,56 @@ KEYS: tuple[Key, ...] = (
     Key("TARGET_LANGUAGES", "target_languages", _languages, "", "comma-separated target languages"),
     Key("PIPELINE_PROFILE", "profile", _text, "auto", "hardware profile from matrix/profiles.toml, or auto"),
     Key("WHISPER_BACKEND", "backend", _choice(BACKENDS), "auto", "ASR backend"),
-    Key("WHISPER_MODEL", "model", _text, "auto", "model name (base, large-v3, ...) or folder; auto: profile's"),
+    Key(
+        "WHISPER_MODEL", "model", _text, "auto", "model name (base, large-v3, ...) or folder; auto: profile's"
+    ),
     Key("WHISPER_DEVICE", "device", _choice(DEVICES), "auto", "compute device"),
-    Key("WHISPER_COMPUTE_TYPE", "compute_type", _choice(COMPUTE_TYPES), "auto", "weights/activations precision"),
+    Key(
+        "WHISPER_COMPUTE_TYPE",
+        "compute_type",
+        _choice(COMPUTE_TYPES),
+        "auto",
+        "weights/activations precision",
+    ),
     Key("WHISPER_BATCH_SIZE", "batch_size", _int_range(1, 256), "8", "ASR batch size"),
     Key("WHISPER_BEAM_SIZE", "beam_size", _int_range(1, 20), "5", "beam search width"),
     Key("WHISPER_VAD", "vad", _bool, "true", "voice activity detection before ASR"),
-    Key("WHISPER_WORD_TIMESTAMPS", "word_timestamps", _bool, "true", "word timings when the backend has them"),
+    Key(
+        "WHISPER_WORD_TIMESTAMPS", "word_timestamps", _bool, "true", "word timings when the backend has them"
+    ),
     Key("WHISPER_INITIAL_PROMPT", "initial_prompt", _text, "", "text that primes the decoder's style/script"),
     Key("WHISPER_THREADS", "threads", _int_range(0, 256), "0", "CPU threads per worker, 0: library default"),
-    Key("ASR_CHUNK_SECONDS", "chunk_seconds", _float_range(30, 7200), "300", "audio per ASR call (memory bound)"),
-    Key("ASR_TIMEOUT", "asr_timeout", _float_range(10, 86400), "1800", "seconds without progress before a worker "
-        "is killed"),
+    Key(
+        "ASR_CHUNK_SECONDS",
+        "chunk_seconds",
+        _float_range(30, 7200),
+        "300",
+        "audio per ASR call (memory bound)",
+    ),
+    Key(
+        "ASR_TIMEOUT",
+        "asr_timeout",
+        _float_range(10, 86400),
+        "1800",
+        "seconds without progress before a worker is killed",
+    ),
     Key("MODELS_ALLOW_DOWNLOAD", "allow_download", _bool, "false", "allow a hub download of a missing model"),
-    Key("MT_MODEL_DIR", "mt_model_dir", _path, "", "a CTranslate2 NLLB-200/M2M100 folder for text translation"),
+    Key(
+        "MT_MODEL_DIR", "mt_model_dir", _path, "", "a CTranslate2 NLLB-200/M2M100 folder for text translation"
+    ),
     Key("SUBTITLE_FORMATS", "subtitle_formats", _formats, "srt,vtt", "subtitle files to write"),
-    Key("SUBTITLE_MAX_LINE_CHARS", "max_line_chars", _int_range(16, 120), "42", "characters per subtitle line"),
+    Key(
+        "SUBTITLE_MAX_LINE_CHARS", "max_line_chars", _int_range(16, 120), "42", "characters per subtitle line"
+    ),
     Key("SUBTITLE_MAX_LINES", "max_lines", _int_range(1, 4), "2", "lines per subtitle cue"),
     Key("SUBTITLE_MAX_CPS", "max_cps", _float_range(5, 60), "17", "reading speed, characters per second"),
-    Key("SUBTITLE_MUX", "mux", _choice(MUX_MODES), "auto", "soft-subtitle mux into the video (subtitle workflow)"),
+    Key(
+        "SUBTITLE_MUX",
+        "mux",
+        _choice(MUX_MODES),
+        "auto",
+        "soft-subtitle mux into the video (subtitle workflow)",
+    ),
 )
 BY_NAME = {key.name: key for key in KEYS}
 
@@ -260,4 +300,6 @@ def render_env(config: Config, header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-assert {f.name for f in fields(Config)} - {"origins"} == {key.attr for key in KEYS}, "KEYS and Config disagree"
+assert {f.name for f in fields(Config)} - {"origins"} == {key.attr for key in KEYS}, (
+    "KEYS and Config disagree"
+)

@@ -29,7 +29,11 @@ class Hardware:
     ct2_compute_types: dict[str, frozenset[str]]  # device -> what CTranslate2 supports there
 
     def supports(self, device: str) -> bool:
-        return device == "cpu" or (device == "cuda" and self.cuda_devices > 0) or (device == "mps" and self.metal)
+        return (
+            device == "cpu"
+            or (device == "cuda" and self.cuda_devices > 0)
+            or (device == "mps" and self.metal)
+        )
 
 
 @cache
@@ -90,9 +94,12 @@ def _compute_type_for(backend: str, device: str, wanted: str, hw: Hardware) -> t
     # Keep the user's intent: a quantised request stays quantised, a float request keeps float precision.
     preferences = ("int8", "int8_float32", "float32") if wanted.startswith("int8") else ("float32", "int8")
     chosen = next((c for c in preferences if c in supported), sorted(supported)[0])
-    return chosen, f"CTranslate2 on {device} does not support {wanted}; using {chosen} (supported: " + ", ".join(
-        sorted(supported)
-    ) + ")"
+    return (
+        chosen,
+        f"CTranslate2 on {device} does not support {wanted}; using {chosen} (supported: "
+        + ", ".join(sorted(supported))
+        + ")",
+    )
 
 
 def _device_for(backend: str, wanted: str, explicit: bool, hw: Hardware) -> tuple[str, str | None]:
@@ -127,7 +134,9 @@ def resolve_chain(config: Config, profile: Profile, hw: Hardware) -> list[Choice
         if config.compute_type != "auto" and index == 0:
             compute = config.compute_type
         else:
-            compute = profile.compute_type if primary else (profile.fallback_compute_type or profile.compute_type)
+            compute = (
+                profile.compute_type if primary else (profile.fallback_compute_type or profile.compute_type)
+            )
         notices = []
         device, notice = _device_for(backend, device, explicit_device and index == 0, hw)
         notices += [notice] if notice else []

@@ -1,11 +1,11 @@
 """Jobs: a folder per job holding its own `.env.pipeline`, a manifest of stage states, a log and its outputs.
 
-    out/YYYY/MM/DD/<user>/job-YYYYMMDD-<user>-NNNN/
-        .env.pipeline     the job's settings (every key, resolved at prepare time)
-        manifest.json     stage states, timings, memory, backends, versions, outputs
-        pipeline.log      stage and worker logs
-        work/             intermediate files (audio, raw ASR results)
-        <stem>.<lang>.{json,txt,srt,vtt}, <stem>.subtitled.<mp4|mkv>
+out/YYYY/MM/DD/<user>/job-YYYYMMDD-<user>-NNNN/
+    .env.pipeline     the job's settings (every key, resolved at prepare time)
+    manifest.json     stage states, timings, memory, backends, versions, outputs
+    pipeline.log      stage and worker logs
+    work/             intermediate files (audio, raw ASR results)
+    <stem>.<lang>.{json,txt,srt,vtt}, <stem>.subtitled.<mp4|mkv>
 """
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ class Manifest:
     data: dict[str, Any]
 
     @classmethod
-    def create(cls, folder: Path, job_id: str, workflow: str, media: str, stages: list[str], **extra: Any) -> Manifest:
+    def create(
+        cls, folder: Path, job_id: str, workflow: str, media: str, stages: list[str], **extra: Any
+    ) -> Manifest:
         data = {
             "job_id": job_id,
             "workflow": workflow,
@@ -138,7 +140,7 @@ class Manifest:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 now = _now
@@ -151,7 +153,9 @@ def locked(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PipelineError(f"job {folder.name} is already running (lock held on {folder / '.lock'})") from None
+            raise PipelineError(
+                f"job {folder.name} is already running (lock held on {folder / '.lock'})"
+            ) from None
         try:
             yield
         finally:

@@ -52,8 +52,19 @@ def probe(path: Path) -> MediaInfo:
     if path.stat().st_size == 0:
         raise PipelineError(f"media file is empty (0 bytes): {path}")
     result = subprocess.run(
-        [_tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
-        capture_output=True, text=True, check=False,
+        [
+            _tool("ffprobe"),
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     data = json.loads(result.stdout or "{}") if result.returncode == 0 else {}
     if result.returncode != 0 or "format" not in data:
@@ -64,7 +75,11 @@ def probe(path: Path) -> MediaInfo:
     streams = data.get("streams", [])
     audio = [s for s in streams if s.get("codec_type") == "audio"]
     # Cover art in an MP3 is a "video" stream with one frame; it is not a video to mux into.
-    video = [s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")]
+    video = [
+        s
+        for s in streams
+        if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+    ]
     if not audio:
         raise PipelineError(f"no audio stream in {path}; allowed: media with at least one audio stream")
     duration = float(data["format"].get("duration") or audio[0].get("duration") or 0.0)
@@ -83,9 +98,21 @@ def probe(path: Path) -> MediaInfo:
 _OUT_TIME = re.compile(r"out_time_(?:us|ms)=(\d+)")
 
 
-def _run_ffmpeg(args: Sequence[str], total: float, on_progress: Callable[[float], None] | None, what: str) -> None:
+def _run_ffmpeg(
+    args: Sequence[str], total: float, on_progress: Callable[[float], None] | None, what: str
+) -> None:
     """Run ffmpeg, feeding its `-progress` output to `on_progress(seconds_done)`; one-line error on failure."""
-    command = [_tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-progress", "pipe:1", *args]
+    command = [
+        _tool("ffmpeg"),
+        "-nostdin",
+        "-hide_banner",
+        "-v",
+        "error",
+        "-xerror",
+        "-progress",
+        "pipe:1",
+        *args,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stderr is not None
     for line in process.stdout:
@@ -104,9 +131,26 @@ def extract_audio(
     partial = target.with_name(f".{target.name}.part")
     try:
         _run_ffmpeg(
-            ["-y", "-i", str(media), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le",
-             "-f", "wav", str(partial)],
-            duration, on_progress, f"decode the audio of {media}",
+            [
+                "-y",
+                "-i",
+                str(media),
+                "-map",
+                "0:a:0",
+                "-vn",
+                "-ac",
+                "1",
+                "-ar",
+                "16000",
+                "-c:a",
+                "pcm_s16le",
+                "-f",
+                "wav",
+                str(partial),
+            ],
+            duration,
+            on_progress,
+            f"decode the audio of {media}",
         )
         os.replace(partial, target)
     finally:
@@ -139,12 +183,20 @@ def mux_subtitles(
         args += ["-map", f"{index + 1}:0"]
     args += ["-c:v", "copy", "-c:a", "copy", "-c:s", codec]
     for index, (language, _) in enumerate(tracks):
-        args += [f"-metadata:s:s:{index}", f"language={iso639_2(language)}",
-                 f"-metadata:s:s:{index}", f"title={name(language)}"]
+        args += [
+            f"-metadata:s:s:{index}",
+            f"language={iso639_2(language)}",
+            f"-metadata:s:s:{index}",
+            f"title={name(language)}",
+        ]
     partial = target.with_name(f".{target.stem}.part{target.suffix}")
     try:
-        _run_ffmpeg([*args, "-f", "mp4" if container == "mp4" else "matroska", str(partial)],
-                    duration, on_progress, f"mux subtitles into {target.name}")
+        _run_ffmpeg(
+            [*args, "-f", "mp4" if container == "mp4" else "matroska", str(partial)],
+            duration,
+            on_progress,
+            f"mux subtitles into {target.name}",
+        )
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -153,8 +205,20 @@ def mux_subtitles(
 def subtitle_streams(path: Path) -> list[dict]:
     """The subtitle streams of a media file (codec, language tag): what tests and `status` inspect."""
     result = subprocess.run(
-        [_tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_streams", "-select_streams", "s", str(path)],
-        capture_output=True, text=True, check=True,
+        [
+            _tool("ffprobe"),
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-select_streams",
+            "s",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [
         {"codec": s.get("codec_name"), "language": s.get("tags", {}).get("language")}

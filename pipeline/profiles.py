@@ -68,6 +68,9 @@ class Matrix:
     path: Path
     profiles: dict[str, Profile]
     defaults: dict[str, Any]
+    system: dict[str, Any] = field(
+        default_factory=dict
+    )  # [system]: Debian/Homebrew packages, not per profile
 
     def profile(self, name: str) -> Profile:
         try:
@@ -116,7 +119,12 @@ def _load(path: Path) -> Matrix:
             fallback_compute_type=spec.get("fallback_compute_type"),
             thresholds={model: dict(values) for model, values in thresholds.get(name, {}).items()},
         )
-    return Matrix(path=path, profiles=profiles, defaults=dict(raw.get("defaults", {})))
+    return Matrix(
+        path=path,
+        profiles=profiles,
+        defaults=dict(raw.get("defaults", {})),
+        system=dict(raw.get("system", {})),
+    )
 
 
 def load_matrix(path: str | os.PathLike[str] | None = None) -> Matrix:

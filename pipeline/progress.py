@@ -3,6 +3,7 @@ and the peak memory of the whole process tree (the pipeline, its ASR workers, ff
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -18,7 +19,12 @@ class StageBar:
 
     def __init__(self, label: str, total: float, unit: str) -> None:
         self._bar = tqdm(
-            total=round(total, 1), desc=label, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=True,
+            total=round(total, 1),
+            desc=label,
+            unit=unit,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=True,
             disable=None,  # a bar only on a terminal: logs and CI get the start/finish lines instead
             bar_format="{desc:<24} {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} {unit} [{elapsed}<{remaining}]",
         )
@@ -49,10 +55,8 @@ class PeakMemory:
         me = psutil.Process()
         total = 0
         for process in [me, *me.children(recursive=True)]:
-            try:
+            with contextlib.suppress(psutil.Error):  # exited between listing and reading
                 total += process.memory_info().rss
-            except psutil.Error:  # exited between listing and reading
-                pass
         self.peak_mb = max(self.peak_mb, total / 2**20)
 
     def _run(self) -> None:

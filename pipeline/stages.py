@@ -64,7 +64,11 @@ class Context:
 def probe(ctx: Context) -> dict[str, Any]:
     info = media.probe(ctx.media)
     ctx.manifest.data["media_info"] = info.to_dict()
-    return {"duration": info.duration, "audio_streams": info.audio_streams, "video_streams": info.video_streams}
+    return {
+        "duration": info.duration,
+        "audio_streams": info.audio_streams,
+        "video_streams": info.video_streams,
+    }
 
 
 def extract(ctx: Context) -> dict[str, Any]:
@@ -104,7 +108,8 @@ def _requests(ctx: Context, task: str, language: str | None) -> list[AsrRequest]
                 batch_size=config.batch_size,
                 vad=config.vad,
                 word_timestamps=config.word_timestamps,
-                initial_prompt=config.initial_prompt or None,
+                # The prompt is written in the spoken language's script; it would pull a translation back into it.
+                initial_prompt=(config.initial_prompt or None) if task == "transcribe" else None,
                 chunk_seconds=config.chunk_seconds,
                 threads=config.threads,
             )
@@ -163,8 +168,11 @@ def transcribe(ctx: Context) -> dict[str, Any]:
     if not transcript.language:
         transcript = replace(transcript, language=language or "und")
     ctx.manifest.data["language"] = transcript.language
-    return facts | {"language": transcript.language, "segments": len(transcript.segments),
-                    "outputs": _write_transcript(ctx, transcript)}
+    return facts | {
+        "language": transcript.language,
+        "segments": len(transcript.segments),
+        "outputs": _write_transcript(ctx, transcript),
+    }
 
 
 def translate(ctx: Context) -> dict[str, Any]:
@@ -201,8 +209,9 @@ def translate(ctx: Context) -> dict[str, Any]:
                         language=hop.tgt,
                         task="translate",
                         backend=hop.engine,
-                        segments=tuple(replace(s, text=t, words=()) for s, t in zip(current.segments, texts,
-                                                                                     strict=True)),
+                        segments=tuple(
+                            replace(s, text=t, words=()) for s, t in zip(current.segments, texts, strict=True)
+                        ),
                     )
                 tracks[hop.tgt] = current
             _write_transcript(ctx, current)
@@ -222,12 +231,14 @@ def subtitles(ctx: Context) -> dict[str, Any]:
     from pipeline.writers import ReadingRules, build_cues, write_subtitles
 
     config = ctx.config
-    rules = ReadingRules(max_line_chars=config.max_line_chars, max_lines=config.max_lines, max_cps=config.max_cps)
+    rules = ReadingRules(
+        max_line_chars=config.max_line_chars, max_lines=config.max_lines, max_cps=config.max_cps
+    )
     outputs = []
     cues_per_language = {}
     for language in _languages(ctx):
         transcript = _read_transcript(ctx.output(language, "json"))
-        cues = build_cues(transcript.segments, rules)
+        cues = build_cues(transcript.segments, rules, duration=transcript.duration)
         cues_per_language[language] = len(cues)
         for fmt in config.subtitle_formats:
             write_subtitles(cues, ctx.output(language, fmt), fmt)
@@ -254,8 +265,12 @@ def mux(ctx: Context) -> dict[str, Any]:
         tracks.append((language, srt))
     with stage_bar("mux subtitles", info["duration"], "s") as bar:
         media.mux_subtitles(ctx.media, tracks, target, duration=info["duration"], on_progress=bar.update_to)
-    return {"outputs": [target.name], "container": container, "tracks": [lang for lang, _ in tracks],
-            "subtitle_codec": media.SUBTITLE_CODECS[container]}
+    return {
+        "outputs": [target.name],
+        "container": container,
+        "tracks": [lang for lang, _ in tracks],
+        "subtitle_codec": media.SUBTITLE_CODECS[container],
+    }
 
 
 STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {

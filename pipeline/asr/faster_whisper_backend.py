@@ -25,8 +25,12 @@ class FasterWhisperBackend:
         )
         # Batching only pays off with VAD-cut windows; without VAD, faster-whisper's sequential path is the one
         # that honours long-form context.
-        self.batched = BatchedInferencePipeline(self.model) if request.batch_size > 1 and request.vad else None
+        self.batched = (
+            BatchedInferencePipeline(self.model) if request.batch_size > 1 and request.vad else None
+        )
         self._language: str | None = request.language
+        self.device = request.device
+        self.compute_type = getattr(self.model.model, "compute_type", request.compute_type)
 
     def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:
         request = self.request

@@ -17,7 +17,7 @@ result parses; a result without its marker is never used. The chain exhausted ra
 (a StageFailed).
 
 The timeout is inactivity, not total time: a worker that reports no progress for `timeout` seconds is killed.
-A total limit would have to scale with the media's length and the machine's speed (MLX on a Linux CPU runs 40x
+A total limit would have to scale with the media's length and the machine's speed (MLX on a Linux CPU is ~30x
 slower than CTranslate2 on the same audio); inactivity doesn't. It must exceed the model's load time and the
 slowest gap between two progress events (a backend that reports once per chunk: chunk_seconds x real-time
 factor).
@@ -133,6 +133,17 @@ class AsrFailed(StageFailed):
     def __init__(self, message: str, attempts: Sequence[Attempt]) -> None:
         super().__init__(message)
         self.attempts = tuple(attempts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's `asr` block for a failed stage: the same shape as AsrOutcome.to_dict()."""
+        return {
+            "backend": None,
+            "attempts": [a.to_dict() for a in self.attempts],
+            "crashes": sum(a.crashed for a in self.attempts),
+            "salvaged": 0,
+            "fallbacks": len(self.attempts) - 1,
+            "worker": {},
+        }
 
 
 def tally(jobs: Iterable[Sequence[Attempt | Mapping[str, Any]]]) -> dict[str, dict[str, int]]:

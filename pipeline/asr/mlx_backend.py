@@ -1,8 +1,8 @@
-"""mlx-whisper: Whisper on Apple silicon's GPU through Metal, or on mlx's CPU build elsewhere (the `mps` profile).
+"""mlx-whisper: Whisper on Apple silicon's GPU through Metal, or on mlx's CPU build elsewhere (`mps` profile).
 
-It reads MLX weights (`pipeline models convert SRC --to mlx` makes them from a CTranslate2 folder). mlx-whisper
-decodes greedily: it has no beam search, so `beam_size` is not used (temperature fallback still applies).
-mlx-whisper has no VAD either; silence is handled by Whisper's own no-speech check.
+It reads MLX weights (`pipeline models convert SRC --to mlx` makes them from a CTranslate2 folder).
+mlx-whisper decodes greedily: it has no beam search, so `beam_size` is unused (temperature fallback still
+applies). It has no VAD either; silence is left to Whisper's own no-speech check.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class MlxBackend:
             )
         if found != MLX:
             raise PipelineError(
-                f"model folder {folder} holds no MLX Whisper model (expected config.json + weights.safetensors)"
+                f"model folder {folder} holds no MLX Whisper model (needs config.json + weights.safetensors)"
             )
         if request.device not in DEVICES:
             raise PipelineError(f"the mlx backend runs on {', '.join(DEVICES)}, not {request.device!r}")

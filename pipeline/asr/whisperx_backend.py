@@ -36,6 +36,9 @@ class WhisperXBackend:
             threads=request.threads or 4,
         )
 
+        self.device = request.device
+        self.compute_type = getattr(self.pipeline.model.model, "compute_type", request.compute_type)
+
     def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:
         result = self.pipeline.transcribe(
             audio,

@@ -68,6 +68,15 @@ def request_digest(request_bytes: bytes) -> str:
     return hashlib.sha256(request_bytes).hexdigest()
 
 
+def pin(payload: bytes, request_bytes: bytes) -> dict[str, Any]:
+    """The marker's content: exactly these result bytes, for exactly this request."""
+    return {
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "size": len(payload),
+        "request_sha256": request_digest(request_bytes),
+    }
+
+
 def peak_rss_mb(ru_maxrss: int) -> float:
     """`ru_maxrss` is KiB on Linux and bytes on macOS."""
     return round(ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
@@ -148,8 +157,8 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events) -> N
     worker = {
         "backend": request.backend,
         # What the backend actually ran on (it may settle "auto" or fall back): it says so via attributes.
-        "device": getattr(backend, "device", request.device),
-        "compute_type": getattr(backend, "compute_type", request.compute_type),
+        "device": str(getattr(backend, "device", request.device)),
+        "compute_type": str(getattr(backend, "compute_type", request.compute_type)),
         "model_dir": request.model_dir,
         "versions": _versions(),
         "load_s": load_s,
@@ -165,11 +174,7 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events) -> N
         handle.write(payload)
     _fsync_dir(result_path.parent)
     hooks.after_result_before_marker(result_path)
-    marker = {
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "size": len(payload),
-        "request_sha256": request_digest(request_bytes),
-    }
+    marker = pin(payload, request_bytes)
     atomic.write_json(marker_path(result_path), marker)
     _fsync_dir(result_path.parent)
     emit("result", path=str(result_path), **marker)

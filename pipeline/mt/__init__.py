@@ -11,6 +11,8 @@ import importlib
 import importlib.util
 import shutil
 from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.errors import PipelineError
@@ -38,22 +40,33 @@ ENGINES: dict[str, str] = {
 
 
 def get_engine(
-    name: str, mt_model_dir: str | None = None, *, device: str = "auto", compute_type: str = "default"
+    name: str, mt_model_dir: str | Path | None = None, *, device: str = "auto", compute_type: str = "default"
 ) -> Engine:
-    """The engine called `name`; "ct2" needs `mt_model_dir` (a CTranslate2 NLLB-200 or M2M100 folder)."""
+    """The engine called `name`; "ct2" needs `mt_model_dir` (a CTranslate2 NLLB-200 or M2M100 folder).
+
+    One instance per engine and folder for the life of the process: a route's hops and later targets
+    reuse the model an earlier hop loaded.
+    """
     if name not in ENGINES:
         raise PipelineError(f"unknown translation engine {name!r}; engines: {', '.join(ENGINES)}")
+    if name != "ct2":
+        return _engine(name, None, "", "")
+    if not mt_model_dir:
+        raise PipelineError("translation engine 'ct2' needs a model folder (--mt-model-dir)")
+    return _engine(name, str(Path(mt_model_dir).expanduser().resolve()), device, compute_type)
+
+
+@cache
+def _engine(name: str, mt_model_dir: str | None, device: str, compute_type: str) -> Engine:
     module_name, _, attr = ENGINES[name].partition(":")
     cls: Any = getattr(importlib.import_module(module_name), attr)
     if name == "ct2":
-        if not mt_model_dir:
-            raise PipelineError("translation engine 'ct2' needs a model folder (--mt-model-dir)")
         return cls(mt_model_dir, device=device, compute_type=compute_type)
     return cls()
 
 
 def available_engines(
-    mt_model_dir: str | None = None, *, device: str = "auto", compute_type: str = "default"
+    mt_model_dir: str | Path | None = None, *, device: str = "auto", compute_type: str = "default"
 ) -> list[Engine]:
     """Engines usable on this machine, most preferred first (the order `plan_routes` honours)."""
     engines: list[Engine] = []

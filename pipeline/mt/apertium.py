@@ -136,5 +136,6 @@ class ApertiumEngine:
                 "cannot align its output with the segments"
             )
         return [
-            _initial_case_like(text, " ".join(out.split())) for text, out in zip(batch, paragraphs, strict=True)
+            _initial_case_like(text, " ".join(out.split()))
+            for text, out in zip(batch, paragraphs, strict=True)
         ]

@@ -39,7 +39,9 @@ def _iso(code: str) -> str:
     if len(code) == 3:
         import pycountry
 
-        code = _NLLB_MACRO.get(code) or getattr(pycountry.languages.get(alpha_3=code), "alpha_2", None) or code
+        code = (
+            _NLLB_MACRO.get(code) or getattr(pycountry.languages.get(alpha_3=code), "alpha_2", None) or code
+        )
     return _WHISPER_SPELLING.get(code, code)
 
 
@@ -69,7 +71,10 @@ def inspect_model_dir(model_dir: str | Path) -> ModelFolder:
     if not (path / "model.bin").is_file():
         raise PipelineError(f"{path}: no model.bin; {what} (convert with ct2-transformers-converter)")
     shared = _read_vocabulary(path / "shared_vocabulary")
-    source, target = _read_vocabulary(path / "source_vocabulary"), _read_vocabulary(path / "target_vocabulary")
+    source, target = (
+        _read_vocabulary(path / "source_vocabulary"),
+        _read_vocabulary(path / "target_vocabulary"),
+    )
     if shared is None and (source is None or target is None):
         raise PipelineError(f"{path}: no shared_vocabulary.json or source/target vocabulary; {what}")
     vocabulary = set(shared) if shared is not None else set(source or ()) & set(target or ())
@@ -88,7 +93,9 @@ def inspect_model_dir(model_dir: str | Path) -> ModelFolder:
             script = _NLLB_SCRIPT.get(code) or ("Latn" if "Latn" in by_script else min(by_script))
             tokens.setdefault(_iso(code), by_script.get(script, by_script[min(by_script)]))
     else:
-        raise PipelineError(f"{path}: its vocabulary has no NLLB (eng_Latn) or M2M100 (__en__) language tokens; {what}")
+        raise PipelineError(
+            f"{path}: its vocabulary has no NLLB (eng_Latn) or M2M100 (__en__) language tokens; {what}"
+        )
 
     spm = path / _SENTENCEPIECE
     if not spm.is_file():
@@ -162,13 +169,17 @@ class CT2Engine:
     def _run(self, batch: list[str], src_token: str, tgt_token: str) -> list[str]:
         # Both families read "<src_lang> pieces </s>" and are steered by a forced first target token.
         sources = [[src_token, *self._sp.encode(text, out_type=str), "</s>"] for text in batch]
-        results = self._load().translate_batch(
-            sources,
-            target_prefix=[[tgt_token]] * len(sources),
-            beam_size=self.beam_size,
-            max_batch_size=self.batch_size,
-            max_decoding_length=self.max_decoding_length,
-        )
+        translator = self._load()
+        try:
+            results = translator.translate_batch(
+                sources,
+                target_prefix=[[tgt_token]] * len(sources),
+                beam_size=self.beam_size,
+                max_batch_size=self.batch_size,
+                max_decoding_length=self.max_decoding_length,
+            )
+        except (RuntimeError, ValueError) as error:  # e.g. out of memory on the device
+            raise PipelineError(f"MT model in {self.folder.path} failed: {error}") from None
         return [self._detokenize(result.hypotheses[0]) for result in results]
 
     def _detokenize(self, tokens: list[str]) -> str:

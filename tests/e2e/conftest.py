@@ -34,10 +34,15 @@ def threshold(key: str) -> float:
     return PROFILE.threshold(MODEL, key)
 
 
-_normalise = jiwer.Compose([
-    jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
-    jiwer.ReduceToListOfListOfWords(),
-])
+_normalise = jiwer.Compose(
+    [
+        jiwer.ToLowerCase(),
+        jiwer.RemovePunctuation(),
+        jiwer.RemoveMultipleSpaces(),
+        jiwer.Strip(),
+        jiwer.ReduceToListOfListOfWords(),
+    ]
+)
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -46,6 +51,7 @@ def wer(reference: str, hypothesis: str) -> float:
 
 def keyword_recall(keywords: list[str], text: str) -> float:
     """Share of keywords found as whole words (accents and case folded) in `text`."""
+
     def fold(s: str) -> str:
         return "".join(c for c in unicodedata.normalize("NFKD", s.lower()) if not unicodedata.combining(c))
 
@@ -100,8 +106,14 @@ def pipeline_cli(tmp_path):
             **(env or {}),
         }
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
-                                env=environ, cwd=tmp_path, timeout=1800)
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", *args],
+            capture_output=True,
+            text=True,
+            env=environ,
+            cwd=tmp_path,
+            timeout=1800,
+        )
         if check and result.returncode != 0:
             pytest.fail(f"pipeline {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
         return Run(result, out_root, time.perf_counter() - start)
@@ -119,13 +131,22 @@ def record_job(record_result):
         audio_seconds = manifest["media_info"]["duration"]
         asr_wall = asr.get("wall_s", 0.0)
         record_result(
-            suite=suite, case=case, audio_seconds=audio_seconds, wall_s=round(run.wall_s, 3),
+            suite=suite,
+            case=case,
+            audio_seconds=audio_seconds,
+            wall_s=round(run.wall_s, 3),
             rtf=round(asr_wall / audio_seconds, 4) if audio_seconds else None,
             peak_rss_mb=max((s.get("peak_rss_mb", 0.0) for s in manifest["stages"].values()), default=None),
-            backend=asr.get("backend"), fallbacks=[a["backend"] for a in asr.get("attempts", [])[:-1]],
-            crashes=[a for a in asr.get("attempts", []) if a.get("signal")], salvaged=asr.get("salvaged", 0),
-            extra={"model": MODEL, "device": asr.get("device"), "compute_type": asr.get("compute_type"),
-                   **(extra or {})},
+            backend=asr.get("backend"),
+            fallbacks=[a["backend"] for a in asr.get("attempts", [])[:-1]],
+            crashes=[a for a in asr.get("attempts", []) if a.get("signal")],
+            salvaged=asr.get("salvaged", 0),
+            extra={
+                "model": MODEL,
+                "device": asr.get("device"),
+                "compute_type": asr.get("compute_type"),
+                **(extra or {}),
+            },
             **metrics,
         )
 
@@ -141,7 +162,9 @@ def clips() -> dict:
     """Every speech clip with its reference (tests/fixtures/fixtures.toml), paths made absolute."""
     table = _fixture_table()["clips"]
     for clip in table.values():
-        clip["path"] = str((FIXTURES / clip["path"]).resolve()) if not os.path.isabs(clip["path"]) else clip["path"]
+        clip["path"] = (
+            str((FIXTURES / clip["path"]).resolve()) if not os.path.isabs(clip["path"]) else clip["path"]
+        )
     return table
 
 
@@ -167,9 +190,28 @@ def hindi_video(tmp_path_factory, clips) -> Path:
     """An MP4 film clip with Hindi speech: a real H.264 video track and an AAC audio track."""
     clip = clips["hindi"]
     target = tmp_path_factory.mktemp("video") / "बॉलीवुड क्लिप - Hindi film.mp4"
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=320x240:r=10:d={clip['duration']}", "-i", clip["path"],
-           "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-           "-c:a", "aac", "-shortest", str(target))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=s=320x240:r=10:d={clip['duration']}",
+        "-i",
+        clip["path"],
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(target),
+    )
     return target
 
 
@@ -177,7 +219,26 @@ def hindi_video(tmp_path_factory, clips) -> Path:
 def english_video(tmp_path_factory, clips) -> Path:
     """A Matroska video of the JFK clip, named like users' files."""
     target = tmp_path_factory.mktemp("video") / "Energy Demand in AI.mkv"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x240:r=10:d=11", "-i", clips["jfk"]["path"],
-           "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-           "-c:a", "libopus", "-shortest", str(target))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x240:r=10:d=11",
+        "-i",
+        clips["jfk"]["path"],
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "libopus",
+        "-shortest",
+        str(target),
+    )
     return target

@@ -7,8 +7,10 @@ from pathlib import Path
 from pipeline.audio import read_all
 from pipeline.writers import ReadingRules, read_subtitles
 
+RULES = ReadingRules()
 
-def assert_readable(path: Path, rules: ReadingRules = ReadingRules()) -> list:
+
+def assert_readable(path: Path, rules: ReadingRules = RULES) -> list:
     cues = read_subtitles(path)
     assert cues, f"{path.name} has no cues"
     previous_end = 0.0
@@ -16,7 +18,9 @@ def assert_readable(path: Path, rules: ReadingRules = ReadingRules()) -> list:
         assert cue.end > cue.start >= previous_end - 1e-3, f"{path.name}: overlapping or unordered cue {cue}"
         assert cue.end - cue.start <= rules.max_duration + 1e-3, f"{path.name}: cue longer than 7 s: {cue}"
         assert 1 <= len(cue.lines) <= rules.max_lines, f"{path.name}: {len(cue.lines)} lines in {cue}"
-        assert all(len(line) <= rules.max_line_chars for line in cue.lines), f"{path.name}: long line in {cue}"
+        assert all(len(line) <= rules.max_line_chars for line in cue.lines), (
+            f"{path.name}: long line in {cue}"
+        )
         assert all(line.strip() for line in cue.lines), f"{path.name}: empty line in {cue}"
         previous_end = cue.end
     return cues

@@ -20,7 +20,9 @@ def assert_rejected(run, *phrases: str) -> None:
 
 
 def test_missing_file(pipeline_cli, tmp_path):
-    assert_rejected(pipeline_cli("transcribe", str(tmp_path / "nope.mp4"), check=False), "not found", "nope.mp4")
+    assert_rejected(
+        pipeline_cli("transcribe", str(tmp_path / "nope.mp4"), check=False), "not found", "nope.mp4"
+    )
 
 
 def test_not_media(pipeline_cli, tmp_path):
@@ -31,9 +33,22 @@ def test_not_media(pipeline_cli, tmp_path):
 
 def test_video_without_audio(pipeline_cli, tmp_path):
     silent = tmp_path / "silent film.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=5:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(silent))
-    assert_rejected(pipeline_cli("subtitle", str(silent), "-s", "en", "-t", "es", check=False),
-                    "no audio stream", "allowed")
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=160x120:r=5:d=2",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(silent),
+    )
+    assert_rejected(
+        pipeline_cli("subtitle", str(silent), "-s", "en", "-t", "es", check=False),
+        "no audio stream",
+        "allowed",
+    )
 
 
 def test_zero_length_file(pipeline_cli, tmp_path):
@@ -50,21 +65,28 @@ def test_truncated_file(pipeline_cli, tmp_path, english_video):
     assert_rejected(pipeline_cli("transcribe", str(mp4), check=False), "not a media file")
 
 
-@pytest.mark.parametrize(("flags", "phrases"), [
-    (["-s", "xx"], ["unknown language code 'xx'", "allowed"]),
-    (["-s", "en", "--compute-type", "float61"], ["WHISPER_COMPUTE_TYPE='float61'", "command line", "allowed"]),
-    (["-s", "en", "--device", "tpu"], ["WHISPER_DEVICE", "auto, cpu, cuda, mps"]),
-    (["-s", "en", "--set", "WHISPER_BATCH_SIZE=-3"], ["WHISPER_BATCH_SIZE", "from 1 to 256"]),
-    (["-s", "en", "--profile", "tpu"], ["unknown profile 'tpu'", "cpu, cuda, mps"]),
-    (["-s", "en", "--model", "/no/such/model"], ["model folder /no/such/model does not exist"]),
-])
+@pytest.mark.parametrize(
+    ("flags", "phrases"),
+    [
+        (["-s", "xx"], ["unknown language code 'xx'", "allowed"]),
+        (
+            ["-s", "en", "--compute-type", "float61"],
+            ["WHISPER_COMPUTE_TYPE='float61'", "command line", "allowed"],
+        ),
+        (["-s", "en", "--device", "tpu"], ["WHISPER_DEVICE", "auto, cpu, cuda, mps"]),
+        (["-s", "en", "--set", "WHISPER_BATCH_SIZE=-3"], ["WHISPER_BATCH_SIZE", "from 1 to 256"]),
+        (["-s", "en", "--profile", "tpu"], ["unknown profile 'tpu'", "cpu, cuda, mps"]),
+        (["-s", "en", "--model", "/no/such/model"], ["model folder /no/such/model does not exist"]),
+    ],
+)
 def test_bad_values(pipeline_cli, clips, flags, phrases):
     assert_rejected(pipeline_cli("transcribe", clips["jfk"]["path"], *flags, check=False), *phrases)
 
 
 def test_bad_value_in_the_environment_names_it(pipeline_cli, clips):
-    run = pipeline_cli("transcribe", clips["jfk"]["path"], "-s", "en", check=False,
-                       env={"WHISPER_BACKEND": "openai-api"})
+    run = pipeline_cli(
+        "transcribe", clips["jfk"]["path"], "-s", "en", check=False, env={"WHISPER_BACKEND": "openai-api"}
+    )
     assert_rejected(run, "environment", "WHISPER_BACKEND='openai-api'", "whisperx, faster-whisper, mlx")
 
 
@@ -72,14 +94,17 @@ def test_bad_value_in_the_environment_names_it(pipeline_cli, clips):
 def test_job_ids_with_slashes_or_dots(pipeline_cli, job):
     run = pipeline_cli("run", job, check=False)
     assert run.result.returncode == 2
-    assert run.result.stderr.startswith("pipeline: error: ") and len(run.result.stderr.strip().splitlines()) == 1
+    assert (
+        run.result.stderr.startswith("pipeline: error: ") and len(run.result.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_bad_value_in_a_job_file_names_the_file(pipeline_cli, clips):
     prepared = pipeline_cli("prepare", clips["jfk"]["path"], "--workflow", "transcribe", "-s", "en")
     env_file = prepared.folder / ".env.pipeline"
-    env_file.write_text(env_file.read_text(encoding="utf-8").replace('WHISPER_BEAM_SIZE="5"',
-                                                                     'WHISPER_BEAM_SIZE="wide"'))
+    env_file.write_text(
+        env_file.read_text(encoding="utf-8").replace('WHISPER_BEAM_SIZE="5"', 'WHISPER_BEAM_SIZE="wide"')
+    )
     run = pipeline_cli("run", prepared.job_id, check=False)
     assert run.result.returncode == 2
     assert str(env_file) in run.result.stderr and "WHISPER_BEAM_SIZE='wide'" in run.result.stderr

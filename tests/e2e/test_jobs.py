@@ -37,15 +37,21 @@ def test_prepare_status_run_and_rerun(pipeline_cli, clips):
     pipeline_cli("run", job_id, "--force")
     forced = _manifest(folder)["stages"]
     assert forced["transcribe"]["finished"] >= first["stages"]["transcribe"]["finished"]
-    assert forced["extract"]["started"] != first["stages"]["extract"]["started"] or \
-        forced["extract"]["finished"] >= first["stages"]["extract"]["finished"]
+    assert (
+        forced["extract"]["started"] != first["stages"]["extract"]["started"]
+        or forced["extract"]["finished"] >= first["stages"]["extract"]["finished"]
+    )
     as_json = json.loads(pipeline_cli("status", str(folder), "--json").result.stdout)
     assert as_json["job_id"] == job_id and as_json["profile"] == PROFILE.name
 
 
 def test_failed_stage_resumes_without_redoing_finished_ones(pipeline_cli, clips, tmp_path):
-    prepared = pipeline_cli("prepare", clips["jfk"]["path"], "--workflow", "translate", "-s", "en", "-t", "es")
-    failed = pipeline_cli("run", prepared.job_id, "--set", f"WHISPER_MODEL={tmp_path}/no-such-model", check=False)
+    prepared = pipeline_cli(
+        "prepare", clips["jfk"]["path"], "--workflow", "translate", "-s", "en", "-t", "es"
+    )
+    failed = pipeline_cli(
+        "run", prepared.job_id, "--set", f"WHISPER_MODEL={tmp_path}/no-such-model", check=False
+    )
     assert failed.result.returncode == 1
     assert "stage transcribe failed" in failed.result.stderr and "resume with" in failed.result.stderr
     manifest = _manifest(prepared.folder)
@@ -64,10 +70,20 @@ def test_sigterm_mid_transcription_then_resume(pipeline_cli, clips):
     """A real SIGTERM to `pipeline run` while the ASR worker runs: the job is marked interrupted, no worker is
     left behind, and the next run finishes it."""
     prepared = pipeline_cli("prepare", clips["jfk"]["path"], "--workflow", "transcribe", "-s", "en")
-    env = os.environ | {"PIPELINE_OUT": str(prepared.out_root), "PIPELINE_PROFILE": PROFILE.name,
-                        "WHISPER_MODEL": MODEL, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", prepared.job_id], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env = os.environ | {
+        "PIPELINE_OUT": str(prepared.out_root),
+        "PIPELINE_PROFILE": PROFILE.name,
+        "WHISPER_MODEL": MODEL,
+        "HF_HUB_OFFLINE": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", prepared.job_id],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if _manifest(prepared.folder)["stages"]["transcribe"]["state"] == "running":
@@ -78,7 +94,9 @@ def test_sigterm_mid_transcription_then_resume(pipeline_cli, clips):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert _manifest(prepared.folder)["stages"]["transcribe"]["state"] == "interrupted"
-    leftovers = subprocess.run(["pgrep", "-f", f"pipeline.asr.worker.*{prepared.job_id}"], capture_output=True)
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"pipeline.asr.worker.*{prepared.job_id}"], capture_output=True
+    )
     assert leftovers.returncode == 1, "an ASR worker outlived its job"
     pipeline_cli("run", prepared.job_id)
     assert _manifest(prepared.folder)["stages"]["transcribe"]["state"] == "done"

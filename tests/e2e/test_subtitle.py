@@ -18,8 +18,16 @@ HINDI_TARGETS = ["en", "es", "ca", "gl", "eo", "sh", "pt"]
 @pytest.mark.skipif(MODEL.endswith(".en"), reason=f"{MODEL} is English-only: it cannot transcribe Hindi")
 def test_hindi_film_eight_tracks_muxed_into_mp4(pipeline_cli, hindi_video, clips, record_job):
     hindi = clips["hindi"]
-    run = pipeline_cli("subtitle", str(hindi_video), "-s", "hi", "-t", ",".join(HINDI_TARGETS),
-                       "--initial-prompt", hindi["prompt"])
+    run = pipeline_cli(
+        "subtitle",
+        str(hindi_video),
+        "-s",
+        "hi",
+        "-t",
+        ",".join(HINDI_TARGETS),
+        "--initial-prompt",
+        hindi["prompt"],
+    )
     stem = hindi_video.stem
     languages = ["hi", *HINDI_TARGETS]
     speech = speech_intervals(run.folder / "work" / "audio.wav")
@@ -60,6 +68,10 @@ def test_audio_only_media_skips_mux(pipeline_cli, clips, record_job):
     mux = run.manifest["stages"]["mux"]
     assert mux["state"] == "skipped" and "no video" in mux["reason"]
     cues = assert_readable(run.output("jfk", "es", "vtt"))
-    record_job(run, "subtitle", "audio-only-vtt", coverage=coverage(cues, speech_intervals(
-        run.folder / "work" / "audio.wav")))
+    record_job(
+        run,
+        "subtitle",
+        "audio-only-vtt",
+        coverage=coverage(cues, speech_intervals(run.folder / "work" / "audio.wav")),
+    )
     assert not run.output("jfk", "es", "srt").exists()

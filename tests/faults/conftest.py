@@ -26,7 +26,7 @@ def tiny_en() -> Path:
 
 @pytest.fixture(scope="session")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """JFK's 11 s three times over with 0.5 s pauses: 34.5 s, so that a 20 s chunk size gives two chunks and "midway" is real."""
+    """JFK's 11 s three times, 0.5 s pauses: 34.5 s, so 20 s chunks make two and "midway" is real."""
     if not JFK.is_file():
         pytest.fail(f"speech fixture missing: {JFK}")
     with wave.open(str(JFK), "rb") as wav:
@@ -62,3 +62,12 @@ def reference(request_for: Callable[..., AsrRequest], tmp_path_factory: pytest.T
     """One clean run through the real worker: what every salvaged or fallen-back run must reproduce."""
     workdir = tmp_path_factory.mktemp("reference")
     return run_isolated([request_for()], workdir, timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def jfk_reference(
+    request_for: Callable[..., AsrRequest], tmp_path_factory: pytest.TempPathFactory
+) -> AsrOutcome:
+    """A clean run on JFK alone (11 s, one chunk): the cheaper reference for the property test."""
+    workdir = tmp_path_factory.mktemp("jfk-reference")
+    return run_isolated([request_for(audio=str(JFK))], workdir, timeout=TIMEOUT)

@@ -34,7 +34,9 @@ def test_chunks_cover_the_audio_exactly_once(tmp_path_factory, seconds, chunk, s
 
 def test_cut_lands_in_silence(tmp_path):
     tone = 0.3 * np.sin(np.arange(40 * audio.SAMPLE_RATE) * 0.05)
-    tone[int(25.0 * audio.SAMPLE_RATE): int(25.4 * audio.SAMPLE_RATE)] = 0.0  # a pause inside the search window
+    tone[int(25.0 * audio.SAMPLE_RATE) : int(25.4 * audio.SAMPLE_RATE)] = (
+        0.0  # a pause inside the search window
+    )
     write_wav(tmp_path / "a.wav", tone)
     first = next(audio.chunks(tmp_path / "a.wav", 30))
     assert 25.0 <= first.duration <= 25.4

@@ -17,13 +17,18 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_precedence_defaults_files_environment_flags(tmp_path):
-    project = write(tmp_path / "config" / ".env.pipeline", "WHISPER_MODEL=small\nWHISPER_BEAM_SIZE=3\n"
-                                                          "WHISPER_DEVICE=cpu\nWHISPER_BATCH_SIZE=4\n")
+    project = write(
+        tmp_path / "config" / ".env.pipeline",
+        "WHISPER_MODEL=small\nWHISPER_BEAM_SIZE=3\nWHISPER_DEVICE=cpu\nWHISPER_BATCH_SIZE=4\n",
+    )
     job = tmp_path / "job"
     write(job / ".env.pipeline", "WHISPER_MODEL=medium\nWHISPER_BEAM_SIZE=2\nWHISPER_DEVICE=cuda\n")
-    cfg = config.load(job_dir=job, project_config=project,
-                      environ={"WHISPER_BEAM_SIZE": "1", "WHISPER_DEVICE": "mps", "HOME": "/x"},
-                      cli={"WHISPER_DEVICE": "cpu"})
+    cfg = config.load(
+        job_dir=job,
+        project_config=project,
+        environ={"WHISPER_BEAM_SIZE": "1", "WHISPER_DEVICE": "mps", "HOME": "/x"},
+        cli={"WHISPER_DEVICE": "cpu"},
+    )
     assert cfg.batch_size == 4 and cfg.origins["WHISPER_BATCH_SIZE"] == str(project)  # project file
     assert cfg.model == "medium" and cfg.origins["WHISPER_MODEL"] == str(job / ".env.pipeline")  # job file
     assert cfg.beam_size == 1 and cfg.origins["WHISPER_BEAM_SIZE"] == "environment"
@@ -62,7 +67,9 @@ def test_unknown_key_is_rejected_with_a_suggestion(tmp_path):
 
 
 def test_environment_only_reads_pipeline_keys():
-    cfg = config.load(project_config=Path("/nonexistent"), environ={"PATH": "/bin", "WHISPER_MODEL": "tiny.en"})
+    cfg = config.load(
+        project_config=Path("/nonexistent"), environ={"PATH": "/bin", "WHISPER_MODEL": "tiny.en"}
+    )
     assert cfg.model == "tiny.en"
 
 
@@ -77,7 +84,9 @@ _text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40)
 @given(prompt=_text, media=_text.filter(lambda s: s.strip() == s))
 def test_rendered_job_file_reads_back_identically(tmp_path_factory, prompt, media):
     """A job's .env.pipeline must reproduce its config exactly: spaces, quotes, '#', non-ASCII included."""
-    cfg = config.build([("flags", {"WHISPER_INITIAL_PROMPT": prompt, "MEDIA": media, "TARGET_LANGUAGES": "es,pt"})])
+    cfg = config.build(
+        [("flags", {"WHISPER_INITIAL_PROMPT": prompt, "MEDIA": media, "TARGET_LANGUAGES": "es,pt"})]
+    )
     folder = tmp_path_factory.mktemp("job")
     (folder / ".env.pipeline").write_text(config.render_env(cfg, "header"), encoding="utf-8")
     again = config.load(job_dir=folder, project_config=folder / "none", environ={})

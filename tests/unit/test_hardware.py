@@ -12,8 +12,13 @@ from pipeline.profiles import load_matrix
 
 CPU_TYPES = frozenset({"int8", "int8_float32", "float32", "int16"})
 LINUX_CPU = hardware.Hardware("Linux", "x86_64", 0, False, {"cpu": CPU_TYPES})
-LINUX_GPU = hardware.Hardware("Linux", "x86_64", 1, False,
-                              {"cpu": CPU_TYPES, "cuda": frozenset({"float16", "int8_float16", "float32", "int8"})})
+LINUX_GPU = hardware.Hardware(
+    "Linux",
+    "x86_64",
+    1,
+    False,
+    {"cpu": CPU_TYPES, "cuda": frozenset({"float16", "int8_float16", "float32", "int8"})},
+)
 APPLE = hardware.Hardware("Darwin", "arm64", 0, True, {"cpu": CPU_TYPES})
 
 
@@ -21,7 +26,9 @@ def chain(hw, **keys):
     cfg = config.build([("test", keys)])
     matrix = load_matrix()
     profile = hardware.resolve_profile(cfg, matrix, hw)
-    return profile.name, [(c.backend, c.device, c.compute_type) for c in hardware.resolve_chain(cfg, profile, hw)]
+    return profile.name, [
+        (c.backend, c.device, c.compute_type) for c in hardware.resolve_chain(cfg, profile, hw)
+    ]
 
 
 def test_auto_picks_the_profile_from_the_hardware():
@@ -61,7 +68,7 @@ def test_mlx_on_linux_runs_on_its_cpu_build():
 
 
 def test_unknown_profile_lists_the_profiles():
-    with pytest.raises(PipelineError, match="unknown profile 'tpu'.*cpu, cuda, mps"):
+    with pytest.raises(PipelineError, match=r"unknown profile 'tpu'.*cpu, cuda, mps"):
         chain(LINUX_CPU, PIPELINE_PROFILE="tpu")
 
 

@@ -9,10 +9,21 @@ from pipeline import jobs
 from pipeline.errors import PipelineError
 
 
-@pytest.mark.parametrize("bad", ["../etc", "job-20251203-me/..-0001", "a/b", "..", "job-2025-me-1",
-                                 "job-20251203-Me-0001", "job-20251203-me-0001/../../x", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../etc",
+        "job-20251203-me/..-0001",
+        "a/b",
+        "..",
+        "job-2025-me-1",
+        "job-20251203-Me-0001",
+        "job-20251203-me-0001/../../x",
+        "",
+    ],
+)
 def test_job_ids_with_slashes_dots_or_wrong_shape_are_rejected(bad, tmp_path):
-    with pytest.raises(PipelineError, match="invalid job id|no job folder"):
+    with pytest.raises(PipelineError, match=r"invalid job id|no job folder"):
         jobs.locate(bad, tmp_path) if "/" not in bad and not bad.startswith(".") else jobs.check_job_id(bad)
 
 
@@ -27,8 +38,10 @@ def test_job_folder_layout_and_sequence(tmp_path):
 
 def test_concurrent_prepares_get_distinct_ids(tmp_path):
     ids: list[str] = []
-    threads = [threading.Thread(target=lambda: ids.append(jobs.new_job_dir(tmp_path, user="u")[0]))
-               for _ in range(16)]
+    threads = [
+        threading.Thread(target=lambda: ids.append(jobs.new_job_dir(tmp_path, user="u")[0]))
+        for _ in range(16)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -42,7 +55,9 @@ def test_user_names_are_made_path_safe(monkeypatch):
 
 
 def test_manifest_resume_point_and_lock(tmp_path):
-    manifest = jobs.Manifest.create(tmp_path, "job-20251203-u-0001", "transcribe", "/m.wav", ["probe", "extract"])
+    manifest = jobs.Manifest.create(
+        tmp_path, "job-20251203-u-0001", "transcribe", "/m.wav", ["probe", "extract"]
+    )
     assert manifest.first_unfinished() == "probe"
     manifest.update("probe", state="done")
     assert jobs.Manifest.load(tmp_path).first_unfinished() == "extract"

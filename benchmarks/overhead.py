@@ -1,0 +1,261 @@
+"""overhead-faster-whisper: `pipeline transcribe --backend faster-whisper` against faster-whisper called
+from a plain script with exactly the pipeline's settings, both fresh processes, alternated, on ~2.4 min of
+real speech.
+
+Goal: pipeline / raw <= 1.05 on median wall time. Where the pipeline spends its extra time is read from its
+job manifest (stage wall times, the worker's spawn-to-loaded time) against the raw script's own phase timings.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks import clips
+from benchmarks.harness import (
+    ROOT,
+    Context,
+    Run,
+    alternate,
+    compare,
+    measure,
+    median,
+    parse_importtime,
+    pipeline_argv,
+    pipeline_settings,
+    read_job,
+    stage_breakdown,
+    text_similarity,
+)
+
+NAME = "overhead-faster-whisper"
+GOAL = 1.05
+HEAVY = ("ctranslate2", "faster_whisper", "onnxruntime", "av", "tokenizers", "torch", "whisperx", "mlx")
+RAW_SCRIPT = Path(__file__).with_name("raw_faster_whisper.py")
+
+
+def raw_argv(audio: Path, model_dir: Path, output: Path, settings: dict[str, Any]) -> list[str]:
+    argv = [
+        sys.executable,
+        str(RAW_SCRIPT),
+        str(audio),
+        "--model",
+        str(model_dir),
+        "--output",
+        str(output),
+        "--device",
+        settings["device"],
+        "--compute-type",
+        settings["compute_type"],
+        "--threads",
+        str(settings["threads"]),
+        "--beam-size",
+        str(settings["beam_size"]),
+        "--batch-size",
+        str(settings["batch_size"]),
+        "--vad",
+        str(int(settings["vad"])),
+        "--word-timestamps",
+        str(int(settings["word_timestamps"])),
+    ]
+    if settings["source_language"] != "auto":
+        argv += ["--language", settings["source_language"]]
+    return argv
+
+
+def pipeline_facts(run: Run, ctx: Context) -> dict[str, Any]:
+    """Where the pipeline's wall time went, from its manifest."""
+    manifest = read_job(run, ctx.out_root)
+    stages = stage_breakdown(manifest)
+    walls = {name: stage.get("wall_s", 0.0) for name, stage in stages.items()}
+    worker = stages["transcribe"]["worker"]
+    return {
+        "stages": stages,
+        "text": manifest["_text"],
+        "language": manifest.get("language"),
+        # Process start, imports, prepare (ffprobe, hardware detection, model resolution), exit.
+        "outside_stages_s": round(run.wall_s - sum(walls.values()), 3),
+        "extract_s": walls.get("extract", 0.0),
+        "worker_load_s": worker["load_s"],  # spawn to model loaded: interpreter, imports, weights
+        "worker_transcribe_s": round(worker["wall_s"] - worker["load_s"], 3),  # + result write, os._exit
+        "transcribe_stage_minus_worker_s": round(walls["transcribe"] - worker["wall_s"], 3),
+        "subtitles_s": walls.get("subtitles", 0.0),
+        "device": stages["transcribe"].get("device"),
+        "compute_type": stages["transcribe"].get("compute_type"),
+    }
+
+
+def raw_facts(run: Run) -> dict[str, Any]:
+    phases = json.loads(run.stdout.strip().splitlines()[-1])
+    inside = phases["import_s"] + phases["load_s"] + phases["transcribe_s"] + phases["write_s"]
+    return phases | {"interpreter_and_exit_s": round(run.wall_s - inside, 3)}
+
+
+def parent_profile(pipeline_args: list[str], ctx: Context, scratch: Path) -> dict[str, Any]:
+    """One extra, untimed pipeline run under cProfile and -X importtime: which pipeline functions and imports
+    the parent process spends its time in (the worker's own stderr goes to the job log, not here)."""
+    import pstats
+
+    prof = scratch / "parent.prof"
+    script = pipeline_argv()
+    target = script if len(script) == 1 else ["-m", "pipeline"]
+    run = measure(
+        "profile",
+        [sys.executable, "-X", "importtime", "-m", "cProfile", "-o", str(prof), *target, *pipeline_args],
+    )
+    read_job(run, ctx.out_root)
+    stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
+    functions = sorted(
+        (
+            (round(cumulative, 3), f"{Path(file).parent.name}/{Path(file).name}:{func}")
+            for (file, _, func), (_, _, _, cumulative, _) in stats.items()
+            if f"{ROOT.name}/pipeline/" in file
+        ),
+        reverse=True,
+    )
+    names, slowest = parse_importtime(run.stderr, top=12)
+    heavy = sorted({name.split(".")[0] for name in names} & set(HEAVY))
+    return {
+        "wall_s_under_profiler": run.wall_s,
+        "pipeline_functions_cumulative_s": functions[:20],
+        "slowest_imports_ms": [(round(us / 1000, 1), name) for us, name in slowest],
+        "heavy_modules_in_parent": heavy,
+    }
+
+
+def breakdown(runs: list[Run]) -> list[dict[str, Any]]:
+    """Median seconds per phase, each pipeline phase beside the raw phase doing the same job."""
+    p = [r.facts for r in runs if r.label == "pipeline"]
+    r = [r.facts for r in runs if r.label == "raw"]
+
+    def med(rows: list[dict[str, Any]], *keys: str) -> float:
+        return median([sum(row[k] for k in keys) for row in rows])
+
+    return [
+        {
+            "phase": "process start, imports, prepare, exit (outside stages)",
+            "pipeline_s": med(p, "outside_stages_s"),
+            "raw_s": med(r, "interpreter_and_exit_s"),
+        },
+        {
+            "phase": "audio: ffmpeg extract to 16 kHz WAV (raw: decoded inside transcribe)",
+            "pipeline_s": med(p, "extract_s"),
+            "raw_s": 0.0,
+        },
+        {
+            "phase": "worker spawn to model loaded (raw: import + load)",
+            "pipeline_s": med(p, "worker_load_s"),
+            "raw_s": med(r, "import_s", "load_s"),
+        },
+        {
+            "phase": "transcribe (pipeline: worker after load, incl. result write)",
+            "pipeline_s": med(p, "worker_transcribe_s"),
+            "raw_s": med(r, "transcribe_s", "write_s"),
+        },
+        {
+            "phase": "transcribe stage around the worker (request, result check, transcript write)",
+            "pipeline_s": med(p, "transcribe_stage_minus_worker_s"),
+            "raw_s": 0.0,
+        },
+        {"phase": "subtitles stage (SRT + VTT)", "pipeline_s": med(p, "subtitles_s"), "raw_s": 0.0},
+    ]
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    clip = clips.speech(36 if ctx.quick else 143)
+    pairs = 2 if ctx.quick else 5
+    settings = pipeline_settings("faster-whisper")
+    model_dir = ctx.model_dir()
+    scratch = ctx.scratch(NAME)
+    pipeline_cmd = [
+        *pipeline_argv(),
+        "transcribe",
+        str(clip.path),
+        "--backend",
+        "faster-whisper",
+        "--model",
+        str(model_dir),
+        "--out",
+        str(ctx.out_root),
+    ]
+    ctx.say(f"{NAME}: {clip.duration_s:g} s clip, {pairs} rounds, settings {settings}")
+
+    def pipeline_side(index: int) -> Run:
+        run = measure("pipeline", pipeline_cmd)
+        run.facts = pipeline_facts(run, ctx)
+        return run
+
+    def raw_side(index: int) -> Run:
+        run = measure("raw", raw_argv(clip.path, model_dir, scratch / f"raw-{index}.json", settings))
+        run.facts = raw_facts(run)
+        return run
+
+    runs = alternate(pairs, [("pipeline", pipeline_side), ("raw", raw_side)], ctx.say)
+    wall = compare(runs, "pipeline", "raw")
+    cpu = compare(runs, "pipeline", "raw", "cpu_s")
+    rss = compare(runs, "pipeline", "raw", "tree_peak_rss_mb")
+    similarity = min(
+        text_similarity(p.facts["text"], r.facts["text"])
+        for p, r in zip(
+            [x for x in runs if x.label == "pipeline"], [x for x in runs if x.label == "raw"], strict=True
+        )
+    )
+    used = {(r.facts["device"], r.facts["compute_type"]) for r in runs if r.label == "pipeline"}
+    ratio = wall["ratio_of_medians"]
+    phases = breakdown(runs)
+    extra = sorted(
+        ({"phase": ph["phase"], "extra_s": round(ph["pipeline_s"] - ph["raw_s"], 3)} for ph in phases),
+        key=lambda row: -row["extra_s"],
+    )
+    for row in runs:
+        row.facts.pop("text", None)
+    profile = parent_profile(pipeline_cmd[len(pipeline_argv()) :], ctx, scratch)
+    return {
+        "settings": settings | {"model_dir": str(model_dir), "pipeline_used": sorted(map(list, used))},
+        "clips": {"speech": clip.to_dict()},
+        "commands": {
+            "pipeline": pipeline_cmd,
+            "raw": raw_argv(clip.path, model_dir, scratch / "raw-N.json", settings),
+        },
+        "comparison": {"wall": wall, "cpu": cpu, "tree_peak_rss": rss},
+        "text_similarity_min": similarity,
+        "phases_median_s": phases,
+        "pipeline_extra_by_phase": extra,
+        "parent_profile": profile,
+        "summary": [
+            {
+                "metric": f"wall s, {clip.duration_s:.0f} s speech",
+                "pipeline": wall["pipeline"],
+                "peer": wall["raw"],
+                "peer_name": "faster-whisper script",
+                "ratio": ratio,
+                "paired_ratio": wall["median_paired_ratio"],
+                "goal": f"<= {GOAL}",
+                "verdict": "ok" if ratio <= GOAL else "over",
+            },
+            {
+                "metric": "cpu s",
+                "pipeline": cpu["pipeline"],
+                "peer": cpu["raw"],
+                "peer_name": "faster-whisper script",
+                "ratio": cpu["ratio_of_medians"],
+                "paired_ratio": cpu["median_paired_ratio"],
+                # CPU seconds move far less with other people's load than wall time: same goal, as a check.
+                "goal": f"<= {GOAL}",
+                "verdict": "ok" if cpu["ratio_of_medians"] <= GOAL else "over",
+            },
+            {
+                "metric": "peak RSS MB (tree)",
+                "pipeline": rss["pipeline"],
+                "peer": rss["raw"],
+                "peer_name": "faster-whisper script",
+                "ratio": rss["ratio_of_medians"],
+                "paired_ratio": rss["median_paired_ratio"],
+                "goal": "",
+                "verdict": "",
+            },
+        ],
+        "runs": [r.to_dict() for r in runs],
+    }

@@ -1,0 +1,254 @@
+"""Subtitle cues from ASR segments, following the usual reading rules.
+
+Three passes: timed tokens (word timings when the backend gave them, else the segment's time spread over its
+words by length), greedy packing into cues that fit the screen and `max_duration` (breaking at sentence or
+clause ends where that costs little), then display timing (lengthen short cues into the following gap, never
+onto the next cue). Times are whole milliseconds throughout: SRT and VTT store milliseconds, so a cue that is
+valid here stays valid once written.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pipeline.asr import Segment
+from pipeline.errors import PipelineError
+
+_SENTENCE_END = frozenset(".?!…。？！؟।॥")
+_CLAUSE_END = frozenset(",;:—–、，；：،")
+_CLOSERS = "\"'”’»)]}」』）"
+# Where a word too long for a line (a URL, a compound, a run of CJK text) may be cut without a hyphen.
+_SOFT_CUT_AFTER = frozenset("/.-_?&=#,;:、，。；：！？")
+_PAUSE_MS = 1500  # a silence this long ends a cue: text should not hang on screen across it
+_FLOOR_MS = 250  # shortest cue when overlapping input leaves no room: visible, yet little drift for the rest
+_VIRAMA = 9  # canonical combining class of Indic viramas: the next letter joins a conjunct
+
+
+@dataclass(frozen=True)
+class ReadingRules:
+    max_line_chars: int = 42
+    max_lines: int = 2
+    min_duration: float = 1.0
+    max_duration: float = 7.0
+    max_cps: float = 17.0
+    min_gap: float = 0.04
+
+    def __post_init__(self) -> None:
+        if self.max_line_chars < 1 or self.max_lines < 1:
+            raise PipelineError(
+                f"subtitle lines: max_line_chars={self.max_line_chars}, max_lines={self.max_lines}; "
+                "both must be >= 1"
+            )
+        if not 0 <= self.min_duration <= self.max_duration or self.max_duration < 0.01:
+            raise PipelineError(
+                f"subtitle durations: min_duration={self.min_duration}, max_duration={self.max_duration}; "
+                "need 0 <= min_duration <= max_duration and max_duration >= 0.01 s"
+            )
+        if self.max_cps <= 0 or self.min_gap < 0:
+            raise PipelineError(
+                f"subtitle timing: max_cps={self.max_cps}, min_gap={self.min_gap}; "
+                "need max_cps > 0 and min_gap >= 0"
+            )
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    start: int  # ms
+    end: int  # ms
+    text: str
+    strength: int  # how good a cue break after this token is: 2 sentence end, 1 clause end, 0 none
+
+
+def build_cues(
+    segments: Iterable[Segment], rules: ReadingRules = ReadingRules(), duration: float | None = None
+) -> list[Cue]:
+    """Cues for `segments`; given the media's `duration`, the last cue is not lengthened past its end."""
+    tokens = _tokens(segments, rules.max_line_chars)
+    groups = _pack(tokens, rules)
+    return _time(groups, rules, None if duration is None else _ms(duration))
+
+
+# --- tokens -------------------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _strength(text: str) -> int:
+    tail = text.rstrip(_CLOSERS)[-1:]
+    return 2 if tail in _SENTENCE_END else 1 if tail in _CLAUSE_END else 0
+
+
+def _spread(start: int, end: int, texts: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Share [start, end] among `texts` in proportion to their lengths."""
+    total = sum(len(t) for t in texts) or 1
+    out, done = [], 0
+    for text in texts:
+        lo = start + (end - start) * done // total
+        done += len(text)
+        out.append((lo, start + (end - start) * done // total, text))
+    return out
+
+
+def _can_cut(word: str, i: int) -> bool:
+    """May `word` be cut before word[i] without tearing a grapheme or an Indic conjunct apart?"""
+    before, after = word[i - 1], word[i]
+    return not (
+        unicodedata.category(after).startswith("M")
+        or after in "\u200c\u200d"
+        or before == "\u200d"
+        or unicodedata.combining(before) == _VIRAMA
+    )
+
+
+def _hard_split(word: str, width: int) -> list[str]:
+    """Cut a word longer than a line into near-equal pieces, after URL/CJK punctuation where some is near."""
+    pieces = []
+    while len(word) > width:
+        ideal = math.ceil(len(word) / math.ceil(len(word) / width))
+        cuts = [i for i in range(1, width + 1) if _can_cut(word, i)]
+        soft = [i for i in cuts if word[i - 1] in _SOFT_CUT_AFTER and i >= 2 * ideal // 3]
+        candidates = soft or cuts or [width]  # a run of combining marks longer than a line: cut it anyway
+        cut = min(candidates, key=lambda i: (abs(i - ideal), -i))
+        pieces.append(word[:cut])
+        word = word[cut:]
+    return [*pieces, word]
+
+
+def _tokens(segments: Iterable[Segment], width: int) -> list[_Token]:
+    tokens: list[_Token] = []
+    for segment in segments:
+        timed = [(_ms(w.start), _ms(w.end), w.text.split()) for w in segment.words] or [
+            (_ms(segment.start), _ms(segment.end), segment.text.split())
+        ]
+        first = len(tokens)
+        for start, end, words in timed:
+            pieces = [piece for word in words for piece in _hard_split(word, width)]
+            for lo, hi, text in _spread(start, end, pieces):
+                # Backends emit overlapping or backwards times; make starts monotonic and ends no earlier.
+                lo = max(lo, tokens[-1].start if tokens else 0, 0)
+                tokens.append(_Token(lo, max(hi, lo), text, _strength(text)))
+        if len(tokens) > first and tokens[-1].strength == 0:  # a segment end is at least a clause end
+            tokens[-1] = _Token(tokens[-1].start, tokens[-1].end, tokens[-1].text, 1)
+    return tokens
+
+
+# --- packing ------------------------------------------------------------------------------------------------
+
+
+def _line_count(lengths: Sequence[int], width: int) -> int:
+    """Lines that greedy filling needs: the fewest possible, since every token fits on a line by itself."""
+    lines, used = 1, -1
+    for n in lengths:
+        if used + 1 + n > width:
+            lines, used = lines + 1, n
+        else:
+            used += 1 + n
+    return lines
+
+
+def _fits(group: Sequence[_Token], rules: ReadingRules) -> bool:
+    return (
+        _line_count([len(t.text) for t in group], rules.max_line_chars) <= rules.max_lines
+        and max(t.end for t in group) - group[0].start <= _ms(rules.max_duration)
+    )
+
+
+def _pack(tokens: Sequence[_Token], rules: ReadingRules) -> list[list[_Token]]:
+    groups: list[list[_Token]] = []
+    current: list[_Token] = []
+    for token in tokens:
+        if current and token.start - max(t.end for t in current) >= _PAUSE_MS:
+            groups.append(current)
+            current = []
+        if current and not _fits([*current, token], rules):
+            # Break where the best punctuation is, provided the cue keeps at least half its text.
+            chars = [len(t.text) + 1 for t in current]
+            half = sum(chars) / 2
+            cut = max(
+                (k for k in range(1, len(current) + 1) if sum(chars[:k]) >= half),
+                key=lambda k: (current[k - 1].strength, k),
+            )
+            groups.append(current[:cut])
+            current = current[cut:]
+            if current and not _fits([*current, token], rules):
+                groups.append(current)
+                current = []
+        current.append(token)
+        if token.strength == 2 and sum(len(t.text) + 1 for t in current) > rules.max_line_chars // 2:
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    return groups
+
+
+# --- lines --------------------------------------------------------------------------------------------------
+
+
+def _wrap(words: Sequence[str], rules: ReadingRules) -> tuple[str, ...]:
+    """The fewest lines that fit, as even in length as possible (shortest longest line, then least spread)."""
+    n = len(words)
+    lines = _line_count([len(w) for w in words], rules.max_line_chars)
+
+    def width(i: int, j: int) -> int:
+        return sum(len(w) for w in words[i:j]) + (j - i - 1)
+
+    # best[k][j]: (longest line, sum of squared lengths, previous cut) for words[:j] set in k lines
+    best: list[dict[int, tuple[int, int, int]]] = [{0: (0, 0, 0)}]
+    for k in range(1, lines + 1):
+        row: dict[int, tuple[int, int, int]] = {}
+        for j in range(k, n + 1):
+            options = [
+                (max(prev[0], width(i, j)), prev[1] + width(i, j) ** 2, i)
+                for i, prev in best[k - 1].items()
+                if i < j and width(i, j) <= rules.max_line_chars
+            ]
+            if options:
+                row[j] = min(options)
+        best.append(row)
+    cuts, j = [], n
+    for k in range(lines, 0, -1):
+        i = best[k][j][2]
+        cuts.append(" ".join(words[i:j]))
+        j = i
+    return tuple(reversed(cuts))
+
+
+# --- timing -------------------------------------------------------------------------------------------------
+
+
+def _time(groups: Sequence[Sequence[_Token]], rules: ReadingRules, media_end: int | None) -> list[Cue]:
+    gap, longest, shortest = _ms(rules.min_gap), _ms(rules.max_duration), _ms(rules.min_duration)
+    cues: list[Cue] = []
+    previous_end: int | None = None
+    for index, group in enumerate(groups):
+        lines = _wrap([t.text for t in group], rules)
+        start = group[0].start if previous_end is None else max(group[0].start, previous_end + gap)
+        spoken = max(t.end for t in group) - start
+        reading = math.ceil(1000 * sum(len(line) for line in lines) / rules.max_cps)
+        want = max(1, min(longest, max(spoken, shortest, reading)))
+        # Stop short of the next cue's speech (or the media's end), but never below a visible floor.
+        if index + 1 < len(groups):
+            room = groups[index + 1][0].start - gap - start
+        else:
+            room = want if media_end is None else media_end - start
+        end = start + min(want, max(room, min(want, _FLOOR_MS)))
+        cues.append(Cue(start / 1000, end / 1000, lines))
+        previous_end = end
+    return cues

@@ -1,0 +1,183 @@
+"""The profiles' Docker images, built and run for real through the Docker CLI (podman behind the Docker
+API where no Docker daemon runs, see images/engine.sh).
+
+pipeline:cpu transcribes real speech offline (`--network none`) with the model baked into it.
+pipeline:cuda is built (it shares every heavy layer with cpu) and run where there is no GPU: `--help`, and
+the device resolution, which must explain that no CUDA device is visible and fall back to the CPU.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import jiwer
+import pytest
+
+from pipeline.profiles import load_matrix
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+JFK = (
+    "And so my fellow Americans, ask not what your country can do for you, ask what you can do for "
+    "your country."
+)
+MATRIX = load_matrix(ROOT / "matrix" / "profiles.toml")
+Run = subprocess.CompletedProcess[str]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def engine() -> dict[str, str]:
+    """Environment for the docker CLI: images/engine.sh starts podman's Docker API if no daemon answers."""
+    result = subprocess.run([str(ROOT / "images" / "engine.sh")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"no Docker engine: {result.stderr}"
+    env = dict(os.environ)
+    for line in result.stdout.splitlines():
+        if line.startswith("export "):
+            env.update(item.split("=", 1) for item in shlex.split(line[len("export ") :]))
+    return env
+
+
+def _build(profile: str, env: dict[str, str]) -> str:
+    """Build the profile's image the way `make image` does; one build at a time across xdist workers."""
+    lock = ROOT / "build" / "images" / ".build.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        result = subprocess.run(
+            [str(ROOT / "images" / "build.sh"), profile],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=3600,
+        )
+    assert result.returncode == 0, f"images/build.sh {profile} failed:\n{result.stderr[-4000:]}"
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def cpu_image(engine: dict[str, str]) -> str:
+    tag = _build("cpu", engine)
+    assert tag == MATRIX.profile("cpu").image
+    return tag
+
+
+@pytest.fixture(scope="session")
+def cuda_image(engine: dict[str, str]) -> str:
+    tag = _build("cuda", engine)
+    assert tag == MATRIX.profile("cuda").image
+    return tag
+
+
+def docker(env: dict[str, str], *args: str, timeout: float = 900) -> Run:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Iterator[Path]:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    yield folder
+
+
+def _transcribe(env: dict[str, str], image: str, out: Path, *extra: str) -> tuple[Run, str]:
+    mounts = ["-v", f"{FIXTURES}:/data:ro", "-v", f"{out}:/out"]
+    result = docker(
+        env,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        *mounts,
+        image,
+        "transcribe",
+        "/data/jfk.wav",
+        "-s",
+        "en",
+        "--out",
+        "/out",
+        *extra,
+    )
+    assert result.returncode == 0, f"docker run {image} transcribe failed:\n{result.stderr[-3000:]}"
+    [transcript] = out.rglob("jfk.en.txt")
+    return result, transcript.read_text(encoding="utf-8")
+
+
+def _wer(text: str) -> float:
+    normalise = jiwer.Compose(
+        [
+            jiwer.ToLowerCase(),
+            jiwer.RemovePunctuation(),
+            jiwer.RemoveMultipleSpaces(),
+            jiwer.Strip(),
+            jiwer.ReduceToListOfListOfWords(),
+        ]
+    )
+    return jiwer.wer(JFK, text, reference_transform=normalise, hypothesis_transform=normalise)
+
+
+def test_cpu_image_transcribes_real_speech_offline(engine: dict[str, str], cpu_image: str, out: Path) -> None:
+    profile = MATRIX.profile("cpu")
+    _, text = _transcribe(engine, cpu_image, out)
+    assert _wer(text) <= profile.threshold(profile.model, "transcribe_wer"), text
+    [manifest] = out.rglob("manifest.json")
+    asr = json.loads(manifest.read_text())["stages"]["transcribe"]
+    assert (asr["backend"], asr["device"], asr["compute_type"]) == (
+        profile.backend,
+        profile.device,
+        profile.compute_type,
+    )
+
+
+def test_cpu_image_help_and_entrypoint(engine: dict[str, str], cpu_image: str) -> None:
+    result = docker(engine, "run", "--rm", "--network", "none", cpu_image, "--help")
+    assert result.returncode == 0 and "transcribe" in result.stdout and "subtitle" in result.stdout
+    listing = docker(engine, "run", "--rm", "--network", "none", cpu_image, "matrix", "list", "--names")
+    assert listing.stdout.split() == list(MATRIX.profiles)
+
+
+def test_cpu_image_keeps_no_build_inputs_or_local_ca(engine: dict[str, str], cpu_image: str) -> None:
+    """The wheelhouse was only mounted, the project wheel removed; no index, proxy or local CA came along."""
+    script = "ls /wheelhouse /tmp/dist; cat /etc/ssl/certs/ca-certificates.crt /etc/pip.conf; env"
+    result = docker(engine, "run", "--rm", "--network", "none", "--entrypoint", "sh", cpu_image, "-c", script)
+    assert "'/wheelhouse': No such file" in result.stderr and "'/tmp/dist': No such file" in result.stderr
+    for name in ("PIP_CERT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "REQUESTS_CA_BUNDLE"):
+        assert name not in result.stdout
+    for ca in Path("/usr/local/share/ca-certificates").glob("*.crt"):  # this machine's own CAs, if any
+        body = [line for line in ca.read_text().splitlines() if line and "CERTIFICATE" not in line]
+        assert body[0] not in result.stdout, f"{ca} is in the image"
+
+
+def test_cuda_image_builds_and_falls_back_to_cpu_without_a_gpu(
+    engine: dict[str, str], cuda_image: str, out: Path
+) -> None:
+    assert docker(engine, "run", "--rm", "--network", "none", cuda_image, "--help").returncode == 0
+    inspect = docker(engine, "image", "inspect", "--format", "{{json .Config.Env}}", cuda_image).stdout
+    assert '"PIPELINE_PROFILE=cuda"' in inspect and '"NVIDIA_VISIBLE_DEVICES=all"' in inspect
+    # No GPU here: the cuda profile must say so and run on the CPU, with the bundled model (the profile's
+    # large-v3 is the user's own).
+    model = MATRIX.defaults["test_model"]
+    result, text = _transcribe(engine, cuda_image, out, "--model", model)
+    assert "no CUDA device is visible; running on the CPU" in result.stderr, result.stderr
+    assert _wer(text) <= MATRIX.profile("cuda").threshold(model, "transcribe_wer"), text
+
+
+def test_cpu_and_cuda_images_share_all_but_their_profile_layers(
+    engine: dict[str, str], cpu_image: str, cuda_image: str
+) -> None:
+    def layers(image: str) -> list[str]:
+        fmt = "{{range .RootFS.Layers}}{{println .}}{{end}}"
+        return docker(engine, "image", "inspect", "--format", fmt, image).stdout.split()
+
+    cpu, cuda = layers(cpu_image), layers(cuda_image)
+    shared = [a for a, b in zip(cpu, cuda, strict=False) if a == b]
+    # base, apt, venv+lock, dependencies, project, matrix, models: the same layers, stored once
+    assert len(shared) == len(cpu) and cuda[: len(cpu)] == cpu, (cpu, cuda)

@@ -1,0 +1,211 @@
+"""Cues from segments: reading-rule invariants for any input (hypothesis), and the timing rules by example."""
+
+from __future__ import annotations
+
+import itertools
+import unicodedata
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.asr import Segment, Word
+from pipeline.errors import PipelineError
+from pipeline.writers import Cue, ReadingRules, build_cues
+
+EPS = 0.001  # cue times are whole milliseconds (what SRT and VTT store); rules in seconds round to them
+
+# Scripts and shapes that break naive wrapping: Latin with punctuation, Devanagari (combining signs, viramas),
+# CJK and Arabic, emoji, URLs, and any unicode at all.
+_ALPHABETS = [
+    "abcdefghijklmnopqrstuvwxyzABC",
+    "abcdefg.,;:!?\"'()-—",
+    "कखगघचजटडतदनपबमयरलवशसह" + "ािीुूेैोौंः़्",
+    "的一是不了人我在有他这中大来上们到说国和地，。、？！",
+    "ابتثجحخدذرزسشصضطظعغفقكلمنهوي،؟",
+    "😀🎉👍🏽\u200d",
+    "https://example.org/path?q=1&x=y#frag",
+]
+_word = st.one_of(
+    *(st.text(alphabet=a, min_size=1, max_size=12) for a in _ALPHABETS),
+    st.text(alphabet=_ALPHABETS[0] + _ALPHABETS[2], min_size=40, max_size=130),  # longer than any line
+    st.text(min_size=1, max_size=20),  # anything hypothesis can think of, whitespace and controls included
+)
+_separator = st.sampled_from([" ", "  ", "\n", "\t", " \u3000 "])
+_time = st.floats(min_value=-1.0, max_value=500.0, allow_nan=False)
+_length = st.one_of(st.just(0.0), st.floats(0.0, 0.05), st.floats(0.0, 5.0), st.floats(5.0, 90.0))
+
+
+@st.composite
+def _text(draw) -> str:
+    words = draw(st.lists(_word, min_size=0, max_size=25))
+    out = ""
+    for word in words:
+        out += word + draw(_separator)
+    return out
+
+
+@st.composite
+def _segment(draw) -> Segment:
+    start = draw(_time)
+    end = start + draw(_length)
+    text = draw(_text())
+    words: tuple[Word, ...] = ()
+    if draw(st.booleans()):
+        # Word timings as backends give them: mostly inside the segment, sometimes overlapping or backwards.
+        spoken = st.builds(lambda word, lead: lead + word, _word, st.sampled_from(["", " "]))
+        texts = draw(st.lists(spoken, max_size=20))
+        times = draw(st.lists(st.tuples(_time, _length), min_size=len(texts), max_size=len(texts)))
+        words = tuple(Word(s, s + d, t) for t, (s, d) in zip(texts, times, strict=True))
+    return Segment(start, end, text, words)
+
+
+_rules = st.builds(
+    lambda chars, lines, shortest, extra, cps, gap: ReadingRules(
+        max_line_chars=chars, max_lines=lines, min_duration=shortest,
+        max_duration=max(shortest + extra, 0.01), max_cps=cps, min_gap=gap,
+    ),
+    st.integers(1, 60), st.integers(1, 4), st.floats(0.0, 3.0), st.floats(0.0, 10.0), st.floats(1.0, 40.0),
+    st.floats(0.0, 0.5),
+)
+
+
+def _input_words(segments: list[Segment]) -> list[str]:
+    spoken = ([x for word in s.words for x in word.text.split()] or s.text.split() for s in segments)
+    return [word for words in spoken for word in words]
+
+
+def assert_valid(cues: list[Cue], segments: list[Segment], rules: ReadingRules) -> None:
+    for cue in cues:
+        assert 1 <= len(cue.lines) <= rules.max_lines, cue
+        assert all(0 < len(line) <= rules.max_line_chars for line in cue.lines), cue
+        assert all(line == line.strip() and line for line in cue.lines), cue
+        assert cue.end > cue.start, cue
+        assert cue.end - cue.start <= rules.max_duration + EPS, cue
+    for before, after in itertools.pairwise(cues):
+        assert after.start >= before.end + rules.min_gap - EPS, (before, after)
+        assert after.start > before.start
+    # Every word, in order: whole when it fits a line, else as consecutive pieces that each fit one.
+    shown = [token for cue in cues for line in cue.lines for token in line.split()]
+    position = 0
+    for word in _input_words(segments):
+        if len(word) <= rules.max_line_chars:
+            assert shown[position] == word, (word, shown[position:position + 3])
+            position += 1
+        else:
+            joined = ""
+            while joined != word:
+                assert word.startswith(joined + shown[position]), (word, joined, shown[position])
+                joined += shown[position]
+                position += 1
+    assert position == len(shown)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_segment(), max_size=8))
+def test_invariants_with_default_rules(segments):
+    rules = ReadingRules()
+    assert_valid(build_cues(segments, rules), segments, rules)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_segment(), max_size=6), _rules, st.none() | st.floats(0.0, 600.0))
+def test_invariants_with_any_rules(segments, rules, duration):
+    assert_valid(build_cues(segments, rules, duration), segments, rules)
+
+
+def test_no_speech_gives_no_cues():
+    assert build_cues([]) == []
+    assert build_cues([Segment(0.0, 2.0, "  \n "), Segment(3.0, 4.0, "", (Word(3.0, 3.5, " "),))]) == []
+
+
+def test_twenty_second_segment_is_split():
+    text = ("This is a rather long stretch of speech that goes on for twenty seconds, and it has to be split "
+            "into several cues. Each of them must fit on two lines of forty-two characters and last at most "
+            "seven seconds.")
+    cues = build_cues([Segment(0.0, 20.0, text)])
+    assert len(cues) >= 3
+    assert all(c.end - c.start <= 7.0 for c in cues)
+    assert cues[0].start == 0.0 and cues[-1].end == pytest.approx(20.0, abs=0.05)
+    assert " ".join(" ".join(c.lines) for c in cues) == text
+
+
+def test_short_word_gets_min_duration_when_there_is_room():
+    segments = [Segment(1.0, 1.3, "Hi.", (Word(1.0, 1.3, " Hi."),)), Segment(5.0, 6.0, "Then more.")]
+    first, second = build_cues(segments)
+    assert (first.start, first.end) == (1.0, 2.0)
+    assert second.start == 5.0
+
+
+def test_short_word_gives_way_to_the_next_cue():
+    segments = [Segment(1.0, 1.3, "That is all I wanted to say."), Segment(1.5, 2.5, "Then more.")]
+    first, second = build_cues(segments)
+    assert first.start == 1.0 and first.end == pytest.approx(1.46)  # the next cue's start minus min_gap
+    assert second.start == 1.5
+
+
+def test_last_cue_is_not_lengthened_past_the_media_end():
+    (cue,) = build_cues([Segment(9.5, 9.8, "The end.")], duration=10.0)
+    assert (cue.start, cue.end) == (9.5, 10.0)
+    (cue,) = build_cues([Segment(9.5, 9.8, "The end.")])
+    assert cue.end == 10.5
+
+
+def test_reading_speed_respected_when_there_is_room():
+    text = "Fast talkers say a great deal in a very short time, really."
+    first, _ = build_cues([Segment(0.0, 1.5, text), Segment(20.0, 21.0, "Later.")])
+    chars = sum(len(line) for line in first.lines)
+    assert len(first.lines) == 2
+    assert chars / (first.end - first.start) <= 17.0 + 1e-6
+    assert first.end - first.start < 7.0
+
+
+def test_lines_are_balanced():
+    (cue,) = build_cues([Segment(0.0, 4.0, "one two three four five six seven eight nine ten eleven")])
+    top, bottom = cue.lines
+    assert abs(len(top) - len(bottom)) <= 6, cue.lines
+
+
+def test_breaks_at_sentence_end_rather_than_mid_clause():
+    text = ("The first sentence is long enough to matter here. The second one follows it directly and is "
+            "long too.")
+    cues = build_cues([Segment(0.0, 6.0, text)])
+    assert cues[0].lines[-1].endswith("matter here.")
+
+
+def test_word_timings_are_used():
+    words = (Word(0.0, 0.4, " Hello"), Word(0.5, 0.9, " there."), Word(10.0, 10.4, " Again."))
+    first, second = build_cues([Segment(0.0, 10.4, "ignored when words exist", words)])
+    assert first.lines == ("Hello there.",) and first.start == 0.0
+    assert second.lines == ("Again.",) and second.start == 10.0
+
+
+def test_long_url_and_unspaced_chinese_wrap_by_characters():
+    url = "https://example.org/" + "a-very-long-path/" * 6 + "index.html"
+    chinese = "我们今天去公园玩然后去商店买了很多东西天气很好我们都很开心明天我们还要去北京看朋友" * 2
+    for text in (url, chinese):
+        cues = build_cues([Segment(0.0, 8.0, text)])
+        assert "".join(line for c in cues for line in c.lines) == text
+        assert all(len(line) <= 42 for c in cues for line in c.lines)
+    pieces = [line for c in build_cues([Segment(0.0, 8.0, url)]) for line in c.lines]
+    assert all(p.endswith(("/", ".", "-")) for p in pieces[:-1]), pieces  # cut at URL punctuation
+
+
+def test_devanagari_long_word_is_not_cut_inside_a_letter():
+    word = "अन्तर्राष्ट्रीयकरणप्रक्रियाविश्वविद्यालयस्वास्थ्यमन्त्रालयप्रतिनिधिमण्डल"
+    cues = build_cues([Segment(0.0, 5.0, word)])
+    pieces = [line for c in cues for line in c.lines]
+    assert "".join(pieces) == word and len(pieces) == 2
+    for piece in pieces[1:]:
+        assert not unicodedata.category(piece[0]).startswith("M")  # no orphaned vowel sign or virama
+    for piece in pieces[:-1]:
+        assert unicodedata.combining(piece[-1]) != 9  # no conjunct split after a virama
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_line_chars": 0}, {"max_lines": 0}, {"min_duration": 8.0}, {"max_cps": 0}, {"min_gap": -0.1}],
+)
+def test_impossible_rules_are_refused(kwargs):
+    with pytest.raises(PipelineError):
+        ReadingRules(**kwargs)

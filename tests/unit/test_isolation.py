@@ -1,0 +1,246 @@
+"""The parent side of worker isolation, no model: marker validation, stderr reading, manifest counts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.asr import Segment, Transcript, Word, isolation, worker
+from pipeline.asr.isolation import AsrOutcome, Attempt, fatal_error, hang_site, last_line, read_result, tally
+
+PIPELINE = Path(isolation.__file__).resolve().parents[1]
+TRANSCRIPT = Transcript(
+    language="en",
+    segments=(Segment(0.0, 2.5, "ask not", (Word(0.0, 1.0, "ask", 0.9), Word(1.2, 2.5, "not", 0.8))),),
+    duration=11.0,
+    backend="faster-whisper",
+)
+REQUEST = b'{"backend": "faster-whisper"}'
+
+
+def write(tmp_path: Path, payload: bytes | None = None, request: bytes = REQUEST) -> Path:
+    """What the worker leaves when it completes: the result, then its marker."""
+    payload = payload or json.dumps({"transcript": TRANSCRIPT.to_dict(), "worker": {}}).encode()
+    result = tmp_path / "result.json"
+    result.write_bytes(payload)
+    worker.marker_path(result).write_text(json.dumps(worker.pin(payload, request)))
+    return result
+
+
+def attempt(backend: str = "mlx", outcome: str = "ok", sig: str | None = None, **more: object) -> Attempt:
+    fields = dict(
+        backend=backend,
+        device="cpu",
+        compute_type="int8",
+        model_dir="/m",
+        outcome=outcome,
+        exit_code=-signal.Signals[sig].value if sig else 0,
+        signal=sig,
+        wall_s=1.0,
+        peak_rss_mb=300.0,
+        error=None,
+    )
+    return Attempt(**{**fields, **more})  # type: ignore[arg-type]
+
+
+def test_a_pinned_result_is_valid(tmp_path: Path) -> None:
+    found = read_result(write(tmp_path), REQUEST)
+    assert found.status == "valid" and Transcript.from_dict(found.data["transcript"]) == TRANSCRIPT
+
+
+def test_nothing_written_is_missing(tmp_path: Path) -> None:
+    assert read_result(tmp_path / "result.json", REQUEST) == isolation._Result("missing")
+
+
+def test_a_result_without_its_marker_is_never_valid(tmp_path: Path) -> None:
+    result = write(tmp_path)
+    worker.marker_path(result).unlink()
+    found = read_result(result, REQUEST)
+    assert (found.status, found.data, found.reason) == ("missing", None, "result file without its marker")
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda r: r.write_bytes(r.read_bytes()[:-7]), "bytes, its marker says"),
+        (lambda r: r.write_bytes(r.read_bytes().replace(b"ask not", b"ask now")), "sha256 does not match"),
+        (lambda r: r.unlink(), "marker without result"),
+        (lambda r: worker.marker_path(r).write_text('{"sha256": '), "unreadable marker"),
+        (lambda r: worker.marker_path(r).write_text("{}"), "unreadable marker"),
+    ],
+)
+def test_a_result_that_does_not_match_its_marker_is_invalid(tmp_path: Path, damage, reason: str) -> None:
+    result = write(tmp_path)
+    damage(result)
+    found = read_result(result, REQUEST)
+    assert found.status == "invalid" and found.data is None and reason in found.reason
+
+
+def test_a_marker_for_another_request_is_invalid(tmp_path: Path) -> None:
+    found = read_result(write(tmp_path, request=b'{"backend": "mlx"}'), REQUEST)
+    assert (found.status, found.reason) == ("invalid", "marker belongs to another request")
+
+
+def test_a_pinned_file_that_is_no_transcript_is_invalid(tmp_path: Path) -> None:
+    found = read_result(write(tmp_path, payload=b'{"worker": {}}'), REQUEST)
+    assert found.status == "invalid" and "not a transcript" in found.reason
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_truncation_or_changed_byte_is_refused(tmp_path_factory: pytest.TempPathFactory, data) -> None:
+    result = write(tmp_path_factory.mktemp("r"))
+    payload = result.read_bytes()
+    if data.draw(st.booleans(), label="truncate"):
+        damaged = payload[: data.draw(st.integers(0, len(payload) - 1), label="keep")]
+    else:
+        at = data.draw(st.integers(0, len(payload) - 1), label="at")
+        byte = data.draw(st.integers(0, 255).filter(lambda b: b != payload[at]), label="byte")
+        damaged = payload[:at] + bytes([byte]) + payload[at + 1 :]
+    result.write_bytes(damaged)
+    assert read_result(result, REQUEST).status == "invalid"
+
+
+def _stderr_of(code: str, *, term_after_ready: bool = False) -> str:
+    """Real faulthandler output from a real process."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    if term_after_ready:
+        assert proc.stdout and proc.stdout.readline() == "ready\n"
+        time.sleep(0.5)  # let it get from print() into the sleep
+        proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    return stderr
+
+
+def test_fatal_error_names_the_signal_and_where() -> None:
+    stderr = _stderr_of(
+        "import ctypes, faulthandler; faulthandler.enable(all_threads=True); ctypes.string_at(0)"
+    )
+    found = fatal_error(stderr)
+    assert found.startswith("Fatal Python error: Segmentation fault at __init__.py:")  # ctypes/__init__.py
+    assert found.endswith(" in string_at")
+    assert fatal_error("Traceback (most recent call last):\nValueError: x\n") is None
+
+
+def test_hang_site_is_where_the_main_thread_waited() -> None:
+    code = (
+        "import faulthandler, signal, sys, threading, time\n"
+        "faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+        "def stuck():\n    print('ready', flush=True)\n    time.sleep(60)\n"
+        "stuck()\n"
+    )
+    assert hang_site(_stderr_of(code, term_after_ready=True)) == "<string>:6 in stuck"
+
+
+def test_hang_site_without_a_current_thread_takes_the_main_thread() -> None:
+    dump = (
+        'Thread 0x00007f01 (most recent call first):\n  File "/x/threading.py", line 324 in wait\n\n'
+        'Thread 0x00007f00 (most recent call first):\n  File "/x/backend.py", line 12 in decode\n'
+        '  File "/x/worker.py", line 99 in run\n'
+    )
+    assert hang_site(dump) == "backend.py:12 in decode"
+
+
+def test_last_line_is_the_workers_own_words() -> None:
+    assert (
+        last_line("Traceback ...\n  File x\nRuntimeError: no model in /m\n\n")
+        == "RuntimeError: no model in /m"
+    )
+    assert last_line("\n \n") is None
+
+
+def test_attempt_round_trips_through_a_manifest_and_ignores_unknown_keys() -> None:
+    a = attempt(outcome="salvaged", sig="SIGSEGV", stage="teardown", error="SIGSEGV during teardown")
+    assert Attempt.from_dict({**json.loads(json.dumps(a.to_dict())), "added_later": 1}) == a
+
+
+def test_outcome_counts() -> None:
+    crashed = attempt("mlx", "crashed", "SIGSEGV", stage="transcribe")
+    timeout = attempt("whisperx", "timeout", "SIGTERM", timed_out=True)
+    salvaged = attempt("faster-whisper", "salvaged", "SIGABRT", stage="teardown")
+    outcome = AsrOutcome(TRANSCRIPT, (crashed, timeout, salvaged), {"versions": {}})
+    assert outcome.used is salvaged and outcome.salvaged
+    assert (outcome.crashes, outcome.fallbacks) == (2, 2)  # our own SIGTERM on a timeout is no crash
+    manifest = outcome.to_dict()
+    assert manifest["backend"] == "faster-whisper" and len(manifest["attempts"]) == 3
+    assert (manifest["crashes"], manifest["salvaged"], manifest["fallbacks"]) == (2, 1, 2)
+
+
+def test_tally_counts_per_backend_across_jobs() -> None:
+    jobs = [
+        [attempt("mlx", "crashed", "SIGSEGV"), attempt("whisperx")],
+        [attempt("mlx", "salvaged", "SIGSEGV")],
+        [attempt("mlx").to_dict()],  # as read back from a manifest
+        [attempt("mlx", "failed", exit_code=1), attempt("whisperx", "timeout", "SIGKILL", timed_out=True)],
+    ]
+    counts = tally(jobs)
+    assert counts["mlx"] == {
+        "attempts": 4,
+        "ok": 1,
+        "salvaged": 1,
+        "crashed": 1,
+        "timeout": 0,
+        "failed": 1,
+        "corrupt": 0,
+        "crashes": 2,
+        "fallbacks": 2,
+    }
+    assert counts["whisperx"] == {
+        "attempts": 2,
+        "ok": 1,
+        "salvaged": 0,
+        "crashed": 0,
+        "timeout": 1,
+        "failed": 0,
+        "corrupt": 0,
+        "crashes": 0,
+        "fallbacks": 0,  # the chain ended with it: nothing to fall back to
+    }
+
+
+def test_worker_env_is_offline_and_imports_this_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    env = isolation._worker_env()
+    assert env["HF_HUB_OFFLINE"] == "1" and env["PYANNOTE_METRICS_ENABLED"] == "false"
+    assert env["PYTHONPATH"].split(":") == [str(PIPELINE.parent), "/elsewhere"]
+
+
+def test_peak_rss_units() -> None:
+    expected = 300.0
+    assert worker.peak_rss_mb(300 * (1024 * 1024 if sys.platform == "darwin" else 1024)) == expected
+
+
+def test_the_worker_takes_exactly_two_paths_so_no_fault_can_be_asked_for() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline.asr.worker", "req.json", "res.json", '{"action": "segv"}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and run.stderr.startswith("usage: python -m pipeline.asr.worker")
+
+
+def test_production_code_has_no_fault_switch() -> None:
+    """Fault hooks are installed only by tests/faults/faulty_worker.py, which is not part of the package."""
+    for source in PIPELINE.rglob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        assert "faulty_worker" not in text and "tests.faults" not in text, source
+
+
+def test_a_failed_chain_gives_the_manifest_the_same_shape() -> None:
+    attempts = [attempt("mlx", "crashed", "SIGSEGV"), attempt("whisperx", "failed")]
+    failed = isolation.AsrFailed("ASR failed", attempts).to_dict()
+    assert failed.keys() == AsrOutcome(TRANSCRIPT, (attempt(),)).to_dict().keys()
+    assert (failed["backend"], failed["crashes"], failed["fallbacks"]) == (None, 1, 1)
