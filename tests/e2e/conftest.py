@@ -22,8 +22,6 @@ import pytest
 
 from pipeline.profiles import load_matrix
 
-pytest_plugins = ["pipeline.matrix.pytest_results"]
-
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 MATRIX = load_matrix()
 PROFILE = MATRIX.profile(os.environ.get("PIPELINE_PROFILE", "cpu"))
@@ -139,7 +137,7 @@ def record_job(record_result):
             peak_rss_mb=max((s.get("peak_rss_mb", 0.0) for s in manifest["stages"].values()), default=None),
             backend=asr.get("backend"),
             fallbacks=[a["backend"] for a in asr.get("attempts", [])[:-1]],
-            crashes=[a for a in asr.get("attempts", []) if a.get("signal")],
+            crashes=[a for a in asr.get("attempts", []) if a.get("signal") and not a.get("timed_out")],
             salvaged=asr.get("salvaged", 0),
             extra={
                 "model": MODEL,
