@@ -183,60 +183,23 @@ def librivox(tmp_path_factory, clips) -> tuple[Path, str]:
     return target, " ".join(p["text"] for p in parts)
 
 
-@pytest.fixture(scope="session")
-def hindi_video(tmp_path_factory, clips) -> Path:
-    """An MP4 film clip with Hindi speech: a real H.264 video track and an AAC audio track."""
-    clip = clips["hindi"]
-    target = tmp_path_factory.mktemp("video") / "बॉलीवुड क्लिप - Hindi film.mp4"
+def make_video(audio: dict, target: Path, audio_codec: str) -> Path:
+    """A real H.264 video track (a test pattern) under the clip's speech, as a film or a recorded talk has."""
     ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        f"testsrc2=s=320x240:r=10:d={clip['duration']}",
-        "-i",
-        clip["path"],
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-shortest",
-        str(target),
+        *("-f", "lavfi", "-i", f"testsrc2=s=320x240:r=10:d={audio['duration']}", "-i", audio["path"]),
+        *("-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"),
+        *("-c:a", audio_codec, "-shortest", str(target)),
     )
     return target
+
+
+@pytest.fixture(scope="session")
+def hindi_video(tmp_path_factory, clips) -> Path:
+    """An MP4 film clip with Hindi speech, its name in Devanagari."""
+    return make_video(clips["hindi"], tmp_path_factory.mktemp("video") / "बॉलीवुड क्लिप - Hindi film.mp4", "aac")
 
 
 @pytest.fixture(scope="session")
 def english_video(tmp_path_factory, clips) -> Path:
     """A Matroska video of the JFK clip, named like users' files."""
-    target = tmp_path_factory.mktemp("video") / "Energy Demand in AI.mkv"
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=s=320x240:r=10:d=11",
-        "-i",
-        clips["jfk"]["path"],
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "libopus",
-        "-shortest",
-        str(target),
-    )
-    return target
+    return make_video(clips["jfk"], tmp_path_factory.mktemp("video") / "Energy Demand in AI.mkv", "libopus")

@@ -12,16 +12,15 @@ import pytest
 
 from pipeline.asr import AsrRequest
 from pipeline.asr.isolation import AsrOutcome, run_isolated
+from pipeline.models import CT2, resolve
 
-from .harness import JFK, MODELS, TIMEOUT
+from .harness import JFK, TIMEOUT
 
 
 @pytest.fixture(scope="session")
 def tiny_en() -> Path:
-    model = MODELS / "tiny.en"
-    if not (model / "model.bin").is_file():
-        pytest.fail(f"tiny.en CTranslate2 model not found in {model} (set PIPELINE_MODELS_DIR)")
-    return model
+    """The packaged tiny.en, from the models folder (assembled from its PyPI package on first use)."""
+    return resolve("tiny.en", CT2)
 
 
 @pytest.fixture(scope="session")

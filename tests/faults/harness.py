@@ -12,11 +12,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULTY_WORKER = Path(__file__).with_name("faulty_worker.py")
-JFK = next(
-    (p for p in (ROOT / "tests/fixtures/jfk.wav", Path("/work/shared/fixtures/jfk.wav")) if p.is_file()),
-    ROOT / "tests/fixtures/jfk.wav",
-)
-MODELS = Path(os.environ.get("PIPELINE_MODELS_DIR", "/work/models"))
+JFK = ROOT / "tests/fixtures/jfk.wav"
 TIMEOUT = 120.0  # generous: several agents share two cores; hang tests pass their own
 
 

@@ -20,9 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in these tests may reach
 @pytest.fixture(scope="session")
 def ct2_models() -> dict[str, Path]:
     """tiny.en and base in CTranslate2 format, assembled from their PyPI packages if not already."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PIPELINE_MODELS_DIR", os.environ.get("PIPELINE_MODELS_DIR", "/work/models"))
-        return {name: resolve(name, CT2) for name in ("tiny.en", "base")}
+    return {name: resolve(name, CT2) for name in ("tiny.en", "base")}
 
 
 @pytest.fixture(scope="session")

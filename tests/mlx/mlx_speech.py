@@ -12,7 +12,7 @@ import numpy as np
 from pipeline.models.convert import read_ct2
 
 REPO = Path(__file__).resolve().parents[2]
-JFK = next(p for p in (REPO / "tests/fixtures/jfk.wav", Path("/work/shared/fixtures/jfk.wav")) if p.is_file())
+JFK = REPO / "tests/fixtures/jfk.wav"
 JFK_TEXT = (
     "And so my fellow Americans, ask not what your country can do for you, "
     "ask what you can do for your country."
