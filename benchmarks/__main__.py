@@ -46,26 +46,20 @@ def select(only: list[str] | None, quick: bool = False) -> list[str]:
     chosen = [name for name in BENCHMARKS if any(name == w or name.startswith(w) for w in wanted)]
     unknown = [w for w in wanted if not any(name == w or name.startswith(w) for name in BENCHMARKS)]
     if unknown:
-        raise SystemExit(
-            f"benchmarks: unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}"
-        )
+        raise SystemExit(f"benchmarks: unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="short clips and fewer rounds (CI smoke, < 3 min)"
-    )
+    parser.add_argument("--quick", action="store_true", help="short clips and fewer rounds (CI smoke, < 3 min)")
     parser.add_argument(
         "--only",
         action="append",
         metavar="NAME",
         help="run only these (repeatable or comma-separated; a prefix matches)",
     )
-    parser.add_argument(
-        "--model", default="base", help="Whisper model name or CTranslate2 folder (default base)"
-    )
+    parser.add_argument("--model", default="base", help="Whisper model name or CTranslate2 folder (default base)")
     parser.add_argument("--results", type=Path, help="where to write results JSON (default: see above)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)

@@ -47,9 +47,7 @@ def _ffmpeg(args: list[str], target: Path) -> Path:
     """Run ffmpeg into a temporary name, then rename: a clip is complete or absent, whoever else runs."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.stem}.{os.getpid()}.part{target.suffix}")
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", *args, str(partial)], check=True
-    )
+    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", *args, str(partial)], check=True)
     os.replace(partial, target)
     return target
 
@@ -125,9 +123,7 @@ def speech(seconds: float, *, video: bool = False) -> Clip:
             args = [*loop, "-t", f"{seconds:g}", "-c:a", "pcm_s16le"]
         _ffmpeg(args, target)
     kind = "MP4 (H.264 320x180 still + AAC)" if video else "WAV 16 kHz mono"
-    return Clip(
-        target, duration(target), f"{kind}: LibriVox x5 + jfk looped ({duration(round_wav):g} s a round)"
-    )
+    return Clip(target, duration(target), f"{kind}: LibriVox x5 + jfk looped ({duration(round_wav):g} s a round)")
 
 
 def whole(path: Path) -> Clip:

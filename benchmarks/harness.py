@@ -165,9 +165,7 @@ def measure(
     return run
 
 
-def alternate(
-    pairs: int, sides: Sequence[tuple[str, Callable[[int], Run]]], say: Callable[[str], None]
-) -> list[Run]:
+def alternate(pairs: int, sides: Sequence[tuple[str, Callable[[int], Run]]], say: Callable[[str], None]) -> list[Run]:
     """`pairs` rounds of every side, the order reversed each round (A B, B A, ...) so drift in the machine's
     load falls on both sides alike."""
     runs: list[Run] = []
@@ -240,9 +238,7 @@ def read_job(run: Run, out_root: Path, *, keep: bool = False) -> dict[str, Any]:
 
 def stage_breakdown(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     keys = ("state", "wall_s", "peak_rss_mb", "worker_peak_rss_mb", "backend", "device", "compute_type")
-    breakdown = {
-        name: {k: stage[k] for k in keys if k in stage} for name, stage in manifest["stages"].items()
-    }
+    breakdown = {name: {k: stage[k] for k in keys if k in stage} for name, stage in manifest["stages"].items()}
     if attempts := manifest["stages"].get("transcribe", {}).get("attempts"):
         used = attempts[-1]
         breakdown["transcribe"]["worker"] = {k: used.get(k) for k in ("wall_s", "load_s", "outcome")}

@@ -49,9 +49,7 @@ def run(ctx: Context) -> dict[str, Any]:
     lengths = {"short": 30, "long": 180} if ctx.quick else {"short": 60, "mid": chunk, "long": 1200}
     model_dir = ctx.model_dir()
     points = {label: clips.speech(seconds) for label, seconds in lengths.items()}
-    ctx.say(
-        f"{NAME}: {', '.join(f'{c.duration_s:g} s' for c in points.values())}, ASR_CHUNK_SECONDS={chunk:g}"
-    )
+    ctx.say(f"{NAME}: {', '.join(f'{c.duration_s:g} s' for c in points.values())}, ASR_CHUNK_SECONDS={chunk:g}")
     runs: dict[str, Run] = {}
     # The same mid and long files again with glibc's mmap threshold pinned at 1 MiB: glibc otherwise raises
     # the threshold after freeing big buffers, serves the next chunk's from its heap and keeps the fragments,
@@ -104,8 +102,8 @@ def run(ctx: Context) -> dict[str, Any]:
             figures[f"{name}, {minutes('long')} / {minutes('mid')}"] = ratio(metrics[name], "mid")
     if "long-mmap1M" in runs:
         for name in list(metrics)[:2]:
-            figures[f"{name} with MALLOC_MMAP_THRESHOLD_=1 MiB, {minutes('long')} / {minutes('mid')}"] = (
-                ratio(metrics[name], "mid-mmap1M", "long-mmap1M")
+            figures[f"{name} with MALLOC_MMAP_THRESHOLD_=1 MiB, {minutes('long')} / {minutes('mid')}"] = ratio(
+                metrics[name], "mid-mmap1M", "long-mmap1M"
             )
     summary = []
     for index, (name, f) in enumerate(figures.items()):
@@ -116,9 +114,7 @@ def run(ctx: Context) -> dict[str, Any]:
                 "pipeline": f"{f['long']:.0f} / {f[base]:.0f}",
                 "peer": "",
                 "ratio": f["ratio"],
-                "goal": f"<= {FLAT} (flat)"
-                if index == 0 or (base != "short" and "worker" not in name)
-                else "",
+                "goal": f"<= {FLAT} (flat)" if index == 0 or (base != "short" and "worker" not in name) else "",
                 "verdict": ("flat" if f["ratio"] <= FLAT else "grows") if f["ratio"] is not None else "n/a",
             }
         )
@@ -137,9 +133,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "settings": settings | {"asr_chunk_seconds": chunk, "model_dir": str(model_dir)},
         "clips": {label: clip.to_dict() for label, clip in points.items()},
         "figures": figures,
-        "flat_long_vs_short": all(
-            f["ratio"] is not None and f["ratio"] <= FLAT for f in list(figures.values())[:2]
-        ),
+        "flat_long_vs_short": all(f["ratio"] is not None and f["ratio"] <= FLAT for f in list(figures.values())[:2]),
         "summary": summary,
         "runs": [r.to_dict() for r in runs.values()],
     }

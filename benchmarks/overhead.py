@@ -198,9 +198,7 @@ def run(ctx: Context) -> dict[str, Any]:
     rss = compare(runs, "pipeline", "raw", "tree_peak_rss_mb")
     similarity = min(
         text_similarity(p.facts["text"], r.facts["text"])
-        for p, r in zip(
-            [x for x in runs if x.label == "pipeline"], [x for x in runs if x.label == "raw"], strict=True
-        )
+        for p, r in zip([x for x in runs if x.label == "pipeline"], [x for x in runs if x.label == "raw"], strict=True)
     )
     used = {(r.facts["device"], r.facts["compute_type"]) for r in runs if r.label == "pipeline"}
     ratio = wall["ratio_of_medians"]

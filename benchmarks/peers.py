@@ -66,9 +66,7 @@ def _result(
     rss = compare(runs, "pipeline", "peer", "tree_peak_rss_mb")
     similarity = min(
         text_similarity(p.facts["text"], q.facts["text"])
-        for p, q in zip(
-            [r for r in runs if r.label == "pipeline"], [r for r in runs if r.label == "peer"], strict=True
-        )
+        for p, q in zip([r for r in runs if r.label == "pipeline"], [r for r in runs if r.label == "peer"], strict=True)
     )
     for run in runs:
         run.facts.pop("text", None)
@@ -242,9 +240,7 @@ def run_mlx(ctx: Context) -> dict[str, Any]:
     ]
     if settings["source_language"] != "auto":
         peer_cmd += ["--language", settings["source_language"]]
-    ctx.say(
-        f"{name}: {clip.duration_s:g} s clip, {pairs} rounds, {settings['device']}/{settings['compute_type']}"
-    )
+    ctx.say(f"{name}: {clip.duration_s:g} s clip, {pairs} rounds, {settings['device']}/{settings['compute_type']}")
 
     def peer(index: int) -> Run:
         run = measure("peer", peer_cmd)

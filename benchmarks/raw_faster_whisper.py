@@ -59,8 +59,7 @@ def main() -> None:
             "end": s.end,
             "text": s.text.strip(),
             "words": [
-                {"start": w.start, "end": w.end, "text": w.word, "probability": w.probability}
-                for w in s.words or ()
+                {"start": w.start, "end": w.end, "text": w.word, "probability": w.probability} for w in s.words or ()
             ],
         }
         for s in segments

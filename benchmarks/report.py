@@ -80,6 +80,4 @@ def update_readme(directory: Path) -> None:
     text = README.read_text(encoding="utf-8")
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
-    README.write_text(
-        f"{head}{START}\n{_context(results)}\n\n{table(results)}\n{END}{tail}", encoding="utf-8"
-    )
+    README.write_text(f"{head}{START}\n{_context(results)}\n\n{table(results)}\n{END}{tail}", encoding="utf-8")

@@ -22,9 +22,7 @@ from benchmarks.harness import (
 
 NAME = "subtitle-8-targets"
 WANTED = ("es", "ca", "gl", "eo", "hr", "sr", "bs", "pt")
-BACKEND = (
-    "faster-whisper"  # the lean backend, as in the overhead benchmark: what is measured here is MT and mux
-)
+BACKEND = "faster-whisper"  # the lean backend, as in the overhead benchmark: what is measured here is MT and mux
 
 
 def routable(source: str = "en") -> tuple[list[str], dict[str, list[str]], list[str]]:

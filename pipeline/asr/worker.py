@@ -82,6 +82,16 @@ def peak_rss_mb(ru_maxrss: int) -> float:
     return round(ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
+def _release_heap() -> None:
+    """Hand freed chunk buffers back to the OS. Without it glibc's heap fragments chunk after chunk and the
+    worker's peak grows with media length (benchmarks/memory.py: 1052 -> 1245 MB from 5 to 20 min; with it,
+    1057 -> 1137 MB at the same CPU time). A no-op where the C library has no malloc_trim (macOS, musl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _shift(segment: Segment, offset: float) -> Segment:
     words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words)
     return Segment(start=segment.start + offset, end=segment.end + offset, text=segment.text, words=words)
@@ -145,6 +155,7 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events) -> N
             emit("progress", done=round(min(segments[-1].end, total), 3), total=total)
         language = language or backend.detected_language()
         emit("progress", done=round(chunk.offset + chunk.duration, 3), total=total)
+        _release_heap()
         hooks.after_chunk(index)
 
     transcript = Transcript(
