@@ -130,11 +130,9 @@ def test_cpu_image_transcribes_real_speech_offline(engine: dict[str, str], cpu_i
     assert _wer(text) <= profile.threshold(profile.model, "transcribe_wer"), text
     [manifest] = out.rglob("manifest.json")
     asr = json.loads(manifest.read_text())["stages"]["transcribe"]
-    assert (asr["backend"], asr["device"], asr["compute_type"]) == (
-        profile.backend,
-        profile.device,
-        profile.compute_type,
-    )
+    assert (asr["backend"], asr["device"]) == (profile.backend, profile.device)
+    # The manifest records what CTranslate2 actually ran: int8 on a CPU is int8 weights with float32 activations.
+    assert asr["compute_type"].split("_")[0] == profile.compute_type, asr["compute_type"]
 
 
 def test_cpu_image_help_and_entrypoint(engine: dict[str, str], cpu_image: str) -> None:
