@@ -51,7 +51,7 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto, cpu, cuda or mps")
     parser.add_argument("--compute-type", help="auto, int8, float16, float32 ...")
     parser.add_argument(
-        "--profile", help="hardware profile from matrix/profiles.toml (cpu, cuda, mps) or auto"
+        "--profile", help="hardware profile from the matrix file (`pipeline matrix list`) or auto"
     )
     parser.add_argument("--batch-size", type=int, help="ASR batch size")
     parser.add_argument("--beam-size", type=int, help="beam search width")
