@@ -217,6 +217,22 @@ def pipeline_argv() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline"]
 
 
+def pipeline_transcribe(clip: Path, backend: str, model: Path, out_root: Path, *extra: str) -> list[str]:
+    """`pipeline transcribe CLIP --backend B --model M --out OUT [EXTRA]`: the command every benchmark times."""
+    return [
+        *pipeline_argv(),
+        "transcribe",
+        str(clip),
+        "--backend",
+        backend,
+        "--model",
+        str(model),
+        "--out",
+        str(out_root),
+        *extra,
+    ]
+
+
 def read_job(run: Run, out_root: Path, *, keep: bool = False) -> dict[str, Any]:
     """The manifest of the job a one-shot command made (its id is the first line it prints), and its text.
 

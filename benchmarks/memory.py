@@ -16,8 +16,8 @@ from benchmarks.harness import (
     Run,
     clean_env,
     measure,
-    pipeline_argv,
     pipeline_settings,
+    pipeline_transcribe,
     read_job,
     stage_breakdown,
 )
@@ -59,15 +59,7 @@ def run(ctx: Context) -> dict[str, Any]:
         variants += [(f"{label}-mmap1M", points[label], MMAP_FIX) for label in ("mid", "long")]
     for label, clip, extra_env in variants:
         command = [
-            *pipeline_argv(),
-            "transcribe",
-            str(clip.path),
-            "--backend",
-            "faster-whisper",
-            "--model",
-            str(model_dir),
-            "--out",
-            str(ctx.out_root),
+            *pipeline_transcribe(clip.path, "faster-whisper", model_dir, ctx.out_root),
             "--set",
             f"ASR_CHUNK_SECONDS={chunk:g}",
         ]

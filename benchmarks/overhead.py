@@ -25,6 +25,7 @@ from benchmarks.harness import (
     parse_importtime,
     pipeline_argv,
     pipeline_settings,
+    pipeline_transcribe,
     read_job,
     stage_breakdown,
     text_similarity,
@@ -169,17 +170,7 @@ def run(ctx: Context) -> dict[str, Any]:
     settings = pipeline_settings("faster-whisper")
     model_dir = ctx.model_dir()
     scratch = ctx.scratch(NAME)
-    pipeline_cmd = [
-        *pipeline_argv(),
-        "transcribe",
-        str(clip.path),
-        "--backend",
-        "faster-whisper",
-        "--model",
-        str(model_dir),
-        "--out",
-        str(ctx.out_root),
-    ]
+    pipeline_cmd = pipeline_transcribe(clip.path, "faster-whisper", model_dir, ctx.out_root)
     ctx.say(f"{NAME}: {clip.duration_s:g} s clip, {pairs} rounds, settings {settings}")
 
     def pipeline_side(index: int) -> Run:

@@ -24,8 +24,8 @@ from benchmarks.harness import (
     alternate,
     compare,
     measure,
-    pipeline_argv,
     pipeline_settings,
+    pipeline_transcribe,
     read_job,
     stage_breakdown,
     text_similarity,
@@ -132,19 +132,7 @@ def run_whisperx(ctx: Context) -> dict[str, Any]:
     if not cli.is_file():
         raise FileNotFoundError(f"{cli} not found: install the whisperx extra")
     # Both told the language: the whisperx CLI is usually run that way, and detection is not what is measured.
-    pipeline_cmd = [
-        *pipeline_argv(),
-        "transcribe",
-        str(clip.path),
-        "--backend",
-        "whisperx",
-        "-s",
-        "en",
-        "--model",
-        str(model_dir),
-        "--out",
-        str(ctx.out_root),
-    ]
+    pipeline_cmd = pipeline_transcribe(clip.path, "whisperx", model_dir, ctx.out_root, "-s", "en")
     threads = settings["threads"]  # 0: both then give CTranslate2 4 threads and leave torch at its default
     peer_cmd = [
         str(cli),
@@ -214,17 +202,7 @@ def run_mlx(ctx: Context) -> dict[str, Any]:
     # the pipeline's backend does (it casts the weights to its compute type).
     weights = mlx_model(ctx.model_dir(), "float16" if fp16 else "float32")
     scratch = ctx.scratch(name)
-    pipeline_cmd = [
-        *pipeline_argv(),
-        "transcribe",
-        str(clip.path),
-        "--backend",
-        "mlx",
-        "--model",
-        str(weights),
-        "--out",
-        str(ctx.out_root),
-    ]
+    pipeline_cmd = pipeline_transcribe(clip.path, "mlx", weights, ctx.out_root)
     peer_cmd = [
         sys.executable,
         str(RAW_MLX),
