@@ -396,11 +396,11 @@ def pipeline_settings(backend: str) -> dict[str, Any]:
         "device": choice.device,
         "compute_type": choice.compute_type,
         "beam_size": cfg.beam_size,
-        "batch_size": cfg.batch_size,
+        "batch_size": choice.batch_size,
         "vad": cfg.vad,
         "word_timestamps": cfg.word_timestamps,
         "threads": cfg.threads,
-        "chunk_seconds": cfg.chunk_seconds,
+        "chunk_seconds": choice.chunk_seconds,
         "source_language": cfg.source_language,
     }
 

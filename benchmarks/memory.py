@@ -1,9 +1,11 @@
-"""memory-vs-length: peak RSS of `pipeline transcribe --backend faster-whisper` on 1 and 20 min of speech.
+"""memory-vs-length: peak RSS of `pipeline transcribe` on 1 and 20 min of speech, per CTranslate2 backend.
 
-The ASR worker reads the audio ASR_CHUNK_SECONDS at a time, so peak memory should not grow with the length of
-the media: the 20 min / 1 min ratio should be about 1. Peaks come from the job manifest (each stage's sampled
-process-tree peak, the worker's kernel peak) and from outside (psutil tree polling; ru_maxrss as
-/usr/bin/time -v reports it). `--quick` uses 30 s and 3 min with 30 s chunks: the same question, smaller.
+The ASR worker reads the audio a chunk at a time and decodes a batch of 30 s windows at a time; both sizes are
+the profile's (matrix/profiles.toml), so peak memory should be reached by a short file and stay there: the
+20 min / 1 min ratio should be about 1. Each backend runs with the pipeline's own defaults (no overrides).
+Peaks come from the job manifest (each stage's sampled process-tree peak, the worker's kernel peak) and from
+outside (psutil tree polling; ru_maxrss as /usr/bin/time -v reports it). The peer: faster-whisper called
+directly on the whole long file. `--quick`: 1 vs 4 min, faster-whisper only.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from benchmarks.harness import (
     read_job,
     stage_breakdown,
 )
+from benchmarks.overhead import raw_argv
 
 NAME = "memory-vs-length"
 FLAT = 1.10  # long/short peak ratio that still counts as flat
-MMAP_FIX = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+BACKENDS = ("whisperx", "faster-whisper")
 
 
 def job_facts(run: Run, ctx: Context, duration: float) -> dict[str, Any]:
@@ -42,90 +45,103 @@ def job_facts(run: Run, ctx: Context, duration: float) -> dict[str, Any]:
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    settings = pipeline_settings("faster-whisper")
-    chunk = 30.0 if ctx.quick else settings["chunk_seconds"]
-    # "mid" is one whole chunk: past it, a chunk's VAD windows fill a whole batch (batch_size x 30 s), so
-    # long/mid isolates growth with length from the batch filling up, which a 1-minute file never does.
-    lengths = {"short": 30, "long": 180} if ctx.quick else {"short": 60, "mid": chunk, "long": 1200}
+    backends = BACKENDS[1:] if ctx.quick else BACKENDS
+    lengths = {"short": 60, "long": 240 if ctx.quick else 1200}
     model_dir = ctx.model_dir()
     points = {label: clips.speech(seconds) for label, seconds in lengths.items()}
-    ctx.say(f"{NAME}: {', '.join(f'{c.duration_s:g} s' for c in points.values())}, ASR_CHUNK_SECONDS={chunk:g}")
-    runs: dict[str, Run] = {}
-    # The same mid and long files again with glibc's mmap threshold pinned at 1 MiB: glibc otherwise raises
-    # the threshold after freeing big buffers, serves the next chunk's from its heap and keeps the fragments,
-    # so the worker's peak climbs chunk after chunk. Pinned, big buffers go back to the system when freed.
-    variants = [(label, clip, {}) for label, clip in points.items()]
-    if not ctx.quick:
-        variants += [(f"{label}-mmap1M", points[label], MMAP_FIX) for label in ("mid", "long")]
-    for label, clip, extra_env in variants:
-        command = [
-            *pipeline_transcribe(clip.path, "faster-whisper", model_dir, ctx.out_root),
-            "--set",
-            f"ASR_CHUNK_SECONDS={chunk:g}",
-        ]
-        run = measure(label, command, environ=clean_env(**extra_env))
-        run.facts = job_facts(run, ctx, clip.duration_s) | {"env": extra_env}
+    settings = {backend: pipeline_settings(backend) for backend in backends}
+    runs: dict[str, dict[str, Run]] = {}
+    for backend in backends:
+        chosen = settings[backend]
         ctx.say(
-            f"  {label:<13} {clip.duration_s:7.0f} s audio: {run.wall_s:7.1f} s wall, job peak "
-            f"{run.facts['job_peak_rss_mb']:.0f} MB, worker {run.facts['worker_peak_rss_mb']:.0f} MB, "
-            f"outside tree {run.tree_peak_rss_mb:.0f} MB, max single {run.max_rss_mb:.0f} MB"
+            f"{NAME}: {backend}, {', '.join(f'{c.duration_s:g} s' for c in points.values())}, "
+            f"batch {chosen['batch_size']}, chunk {chosen['chunk_seconds']:g} s (the profile's)"
         )
-        runs[label] = run
+        for label, clip in points.items():
+            command = pipeline_transcribe(clip.path, backend, model_dir, ctx.out_root)
+            run = measure(f"{backend} {label}", command, environ=clean_env())
+            run.facts = job_facts(run, ctx, clip.duration_s)
+            ctx.say(
+                f"  {label:<6} {clip.duration_s:6.0f} s audio: {run.wall_s:7.1f} s wall, job peak "
+                f"{run.facts['job_peak_rss_mb']:.0f} MB, worker {run.facts['worker_peak_rss_mb']:.0f} MB, "
+                f"outside tree {run.tree_peak_rss_mb:.0f} MB, max single {run.max_rss_mb:.0f} MB"
+            )
+            runs.setdefault(backend, {})[label] = run
 
-    def value(label: str, key: str) -> float:
-        return runs[label].facts[key] if key in runs[label].facts else getattr(runs[label], key)
+    # The peer: faster-whisper called directly on the whole long file, as a user's own script would.
+    raw = None
+    if "faster-whisper" in runs:
+        scratch = ctx.scratch(NAME)
+        argv = raw_argv(points["long"].path, model_dir, scratch / "raw-long.json", settings["faster-whisper"])
+        raw = measure("raw faster-whisper long", argv, environ=clean_env())
+        ctx.say(
+            f"  raw faster-whisper on {points['long'].duration_s:.0f} s: {raw.wall_s:.1f} s wall, "
+            f"{raw.cpu_s:.1f} s CPU, peak {raw.max_rss_mb:.0f} MB"
+        )
 
-    def ratio(key: str, base: str = "short", long: str = "long") -> dict[str, Any]:
-        a, b = value(base, key), value(long, key)
-        return {base: a, "long": b, "ratio": round(b / a, 3) if a else None}
+    def value(run: Run, key: str) -> float:
+        return run.facts[key] if key in run.facts else getattr(run, key)
 
-    def minutes(label: str) -> str:
-        return f"{points[label].duration_s / 60:g} min"
-
+    long_min, short_min = (f"{points[label].duration_s / 60:g} min" for label in ("long", "short"))
     metrics = {
         "job peak RSS MB (manifest, all stages)": "job_peak_rss_mb",
         "ASR worker peak RSS MB (manifest)": "worker_peak_rss_mb",
         "process-tree peak RSS MB (psutil, outside)": "tree_peak_rss_mb",
         "largest process RSS MB (ru_maxrss, outside)": "max_rss_mb",
     }
-    figures = {f"{name}, {minutes('long')} / {minutes('short')}": ratio(key) for name, key in metrics.items()}
-    if "mid" in runs:
-        for name in list(metrics)[:2]:
-            figures[f"{name}, {minutes('long')} / {minutes('mid')}"] = ratio(metrics[name], "mid")
-    if "long-mmap1M" in runs:
-        for name in list(metrics)[:2]:
-            figures[f"{name} with MALLOC_MMAP_THRESHOLD_=1 MiB, {minutes('long')} / {minutes('mid')}"] = ratio(
-                metrics[name], "mid-mmap1M", "long-mmap1M"
-            )
+    figures: dict[str, dict[str, Any]] = {}
     summary = []
-    for index, (name, f) in enumerate(figures.items()):
-        base = next(key for key in f if key not in ("long", "ratio"))
+    for backend, pair in runs.items():
+        for index, (name, key) in enumerate(metrics.items()):
+            short, long = value(pair["short"], key), value(pair["long"], key)
+            ratio = round(long / short, 3) if short else None
+            figures[f"{backend}: {name}, {long_min} / {short_min}"] = {"short": short, "long": long, "ratio": ratio}
+            summary.append(
+                {
+                    "metric": f"{backend}: {name}, {long_min} / {short_min}",
+                    "pipeline": f"{long:.0f} / {short:.0f}",
+                    "peer": "",
+                    "ratio": ratio,
+                    "goal": f"<= {FLAT} (flat)" if index == 0 else "",
+                    "verdict": ("flat" if ratio <= FLAT else "grows") if ratio is not None else "n/a",
+                }
+            )
         summary.append(
             {
-                "metric": name,
-                "pipeline": f"{f['long']:.0f} / {f[base]:.0f}",
+                "metric": f"{backend}: wall s, {long_min} / {short_min} "
+                f"(RTF {pair['long'].facts['rtf']} / {pair['short'].facts['rtf']})",
+                "pipeline": f"{pair['long'].wall_s:.0f} / {pair['short'].wall_s:.0f}",
                 "peer": "",
-                "ratio": f["ratio"],
-                "goal": f"<= {FLAT} (flat)" if index == 0 or (base != "short" and "worker" not in name) else "",
-                "verdict": ("flat" if f["ratio"] <= FLAT else "grows") if f["ratio"] is not None else "n/a",
+                "ratio": round(pair["long"].wall_s / pair["short"].wall_s, 2),
+                "goal": "",
+                "verdict": "",
             }
         )
-    summary.append(
-        {
-            "metric": f"wall s, {minutes('long')} / {minutes('short')} "
-            f"(RTF {runs['long'].facts['rtf']} / {runs['short'].facts['rtf']})",
-            "pipeline": f"{runs['long'].wall_s:.0f} / {runs['short'].wall_s:.0f}",
-            "peer": "",
-            "ratio": round(runs["long"].wall_s / runs["short"].wall_s, 2),
-            "goal": "",
-            "verdict": "",
-        }
-    )
+    if raw is not None:
+        pipeline_long = runs["faster-whisper"]["long"]
+        for metric, key in (("largest process RSS MB", "max_rss_mb"), ("cpu s", "cpu_s"), ("wall s", "wall_s")):
+            mine, theirs = getattr(pipeline_long, key), getattr(raw, key)
+            summary.append(
+                {
+                    "metric": f"faster-whisper: {metric}, {long_min} in one job vs the whole file in one call",
+                    "pipeline": f"{mine:.0f}",
+                    "peer": f"{theirs:.0f} (faster-whisper script)",
+                    "ratio": round(mine / theirs, 3),
+                    "goal": "",
+                    "verdict": "",
+                }
+            )
+    flat = {
+        backend: all(
+            figures[f"{backend}: {name}, {long_min} / {short_min}"]["ratio"] <= FLAT for name in list(metrics)[:2]
+        )
+        for backend in runs
+    }
     return {
-        "settings": settings | {"asr_chunk_seconds": chunk, "model_dir": str(model_dir)},
+        "settings": {backend: chosen | {"model_dir": str(model_dir)} for backend, chosen in settings.items()},
         "clips": {label: clip.to_dict() for label, clip in points.items()},
         "figures": figures,
-        "flat_long_vs_short": all(f["ratio"] is not None and f["ratio"] <= FLAT for f in list(figures.values())[:2]),
+        "flat_long_vs_short": flat,
         "summary": summary,
-        "runs": [r.to_dict() for r in runs.values()],
+        "runs": [r.to_dict() for pair in runs.values() for r in pair.values()] + ([raw.to_dict()] if raw else []),
     }

@@ -10,8 +10,11 @@ import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # imported where samples are read: the CLI process only asks for durations
+    import numpy as np
+
 
 SAMPLE_RATE = 16_000
 _FRAME = SAMPLE_RATE // 50  # 20 ms
@@ -45,11 +48,15 @@ def read_all(path: str | Path) -> np.ndarray:
     with wave.open(str(path), "rb") as wav:
         _check(wav, path)
         raw = wav.readframes(wav.getnframes())
+    import numpy as np
+
     return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
 
 
 def _quietest_cut(samples: np.ndarray, search_from: int) -> int:
     """Index (a frame boundary at or after `search_from`) where 20 ms RMS energy is lowest."""
+    import numpy as np
+
     region = samples[search_from:]
     frames = len(region) // _FRAME
     if frames < 2:
@@ -59,7 +66,12 @@ def _quietest_cut(samples: np.ndarray, search_from: int) -> int:
 
 
 def chunks(path: str | Path, chunk_seconds: float) -> Iterator[Chunk]:
-    """Yield consecutive chunks of about `chunk_seconds` that together cover the whole file exactly once."""
+    """Yield consecutive chunks of about `chunk_seconds` that together cover the whole file exactly once.
+
+    A tail shorter than half a chunk joins the last chunk (which may then reach 1.5 chunks): a short piece
+    would cost a part-filled window of its own, and a file just over one chunk would be split for nothing."""
+    import numpy as np
+
     target = max(int(chunk_seconds * SAMPLE_RATE), 2 * int(_SEARCH_SECONDS * SAMPLE_RATE))
     search = int(_SEARCH_SECONDS * SAMPLE_RATE)
     with wave.open(str(path), "rb") as wav:
@@ -74,7 +86,12 @@ def chunks(path: str | Path, chunk_seconds: float) -> Iterator[Chunk]:
             buffer = np.concatenate([carry, fresh]) if len(carry) else fresh
             if len(buffer) == 0:
                 break
-            last = position + len(buffer) >= total
+            remaining = total - position - len(buffer)
+            if 0 < remaining < target // 2:
+                tail = wav.readframes(remaining)
+                buffer = np.concatenate([buffer, np.frombuffer(tail, dtype="<i2").astype(np.float32) / 32768.0])
+                remaining = 0
+            last = remaining <= 0
             cut = len(buffer) if last else _quietest_cut(buffer, len(buffer) - search)
             yield Chunk(offset=position / SAMPLE_RATE, samples=buffer[:cut])
             carry = buffer[cut:]

@@ -76,6 +76,20 @@ def _float_range(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def _or_auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse`, or "auto" (None): the hardware profile's value, from the matrix."""
+
+    def wrapped(raw: str) -> Any:
+        if raw.strip().lower() == "auto":
+            return None
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or auto (the profile's value)") from None
+
+    return wrapped
+
+
 def _bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -135,9 +149,7 @@ KEYS: tuple[Key, ...] = (
     Key("TARGET_LANGUAGES", "target_languages", _languages, "", "comma-separated target languages"),
     Key("PIPELINE_PROFILE", "profile", _text, "auto", "hardware profile from matrix/profiles.toml, or auto"),
     Key("WHISPER_BACKEND", "backend", _choice(BACKENDS), "auto", "ASR backend"),
-    Key(
-        "WHISPER_MODEL", "model", _text, "auto", "model name (base, large-v3, ...) or folder; auto: profile's"
-    ),
+    Key("WHISPER_MODEL", "model", _text, "auto", "model name (base, large-v3, ...) or folder; auto: profile's"),
     Key("WHISPER_DEVICE", "device", _choice(DEVICES), "auto", "compute device"),
     Key(
         "WHISPER_COMPUTE_TYPE",
@@ -146,20 +158,24 @@ KEYS: tuple[Key, ...] = (
         "auto",
         "weights/activations precision",
     ),
-    Key("WHISPER_BATCH_SIZE", "batch_size", _int_range(1, 256), "8", "ASR batch size"),
+    Key(
+        "WHISPER_BATCH_SIZE",
+        "batch_size",
+        _or_auto(_int_range(1, 256)),
+        "auto",
+        "ASR windows decoded together; auto: profile's",
+    ),
     Key("WHISPER_BEAM_SIZE", "beam_size", _int_range(1, 20), "5", "beam search width"),
     Key("WHISPER_VAD", "vad", _bool, "true", "voice activity detection before ASR"),
-    Key(
-        "WHISPER_WORD_TIMESTAMPS", "word_timestamps", _bool, "true", "word timings when the backend has them"
-    ),
+    Key("WHISPER_WORD_TIMESTAMPS", "word_timestamps", _bool, "true", "word timings when the backend has them"),
     Key("WHISPER_INITIAL_PROMPT", "initial_prompt", _text, "", "text that primes the decoder's style/script"),
     Key("WHISPER_THREADS", "threads", _int_range(0, 256), "0", "CPU threads per worker, 0: library default"),
     Key(
         "ASR_CHUNK_SECONDS",
         "chunk_seconds",
-        _float_range(30, 7200),
-        "300",
-        "audio per ASR call (memory bound)",
+        _or_auto(_float_range(30, 7200)),
+        "auto",
+        "seconds of audio per ASR call (the memory bound); auto: profile's",
     ),
     Key(
         "ASR_TIMEOUT",
@@ -169,13 +185,9 @@ KEYS: tuple[Key, ...] = (
         "seconds without progress before a worker is killed",
     ),
     Key("MODELS_ALLOW_DOWNLOAD", "allow_download", _bool, "false", "allow a hub download of a missing model"),
-    Key(
-        "MT_MODEL_DIR", "mt_model_dir", _path, "", "a CTranslate2 NLLB-200/M2M100 folder for text translation"
-    ),
+    Key("MT_MODEL_DIR", "mt_model_dir", _path, "", "a CTranslate2 NLLB-200/M2M100 folder for text translation"),
     Key("SUBTITLE_FORMATS", "subtitle_formats", _formats, "srt,vtt", "subtitle files to write"),
-    Key(
-        "SUBTITLE_MAX_LINE_CHARS", "max_line_chars", _int_range(16, 120), "42", "characters per subtitle line"
-    ),
+    Key("SUBTITLE_MAX_LINE_CHARS", "max_line_chars", _int_range(16, 120), "42", "characters per subtitle line"),
     Key("SUBTITLE_MAX_LINES", "max_lines", _int_range(1, 4), "2", "lines per subtitle cue"),
     Key("SUBTITLE_MAX_CPS", "max_cps", _float_range(5, 60), "17", "reading speed, characters per second"),
     Key(
@@ -200,13 +212,13 @@ class Config:
     model: str = "auto"
     device: str = "auto"
     compute_type: str = "auto"
-    batch_size: int = 8
+    batch_size: int | None = None  # None: the profile's (matrix)
     beam_size: int = 5
     vad: bool = True
     word_timestamps: bool = True
     initial_prompt: str = ""
     threads: int = 0
-    chunk_seconds: float = 300.0
+    chunk_seconds: float | None = None  # None: the profile's (matrix)
     asr_timeout: float = 1800.0
     allow_download: bool = False
     mt_model_dir: str = ""
@@ -222,7 +234,9 @@ class Config:
         out = {}
         for key in KEYS:
             value = getattr(self, key.attr)
-            if isinstance(value, tuple):
+            if value is None:
+                value = "auto"
+            elif isinstance(value, tuple):
                 value = ",".join(value)
             elif isinstance(value, bool):
                 value = "true" if value else "false"
@@ -300,6 +314,4 @@ def render_env(config: Config, header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-assert {f.name for f in fields(Config)} - {"origins"} == {key.attr for key in KEYS}, (
-    "KEYS and Config disagree"
-)
+assert {f.name for f in fields(Config)} - {"origins"} == {key.attr for key in KEYS}, "KEYS and Config disagree"

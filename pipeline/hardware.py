@@ -29,11 +29,7 @@ class Hardware:
     ct2_compute_types: dict[str, frozenset[str]]  # device -> what CTranslate2 supports there
 
     def supports(self, device: str) -> bool:
-        return (
-            device == "cpu"
-            or (device == "cuda" and self.cuda_devices > 0)
-            or (device == "mps" and self.metal)
-        )
+        return device == "cpu" or (device == "cuda" and self.cuda_devices > 0) or (device == "mps" and self.metal)
 
 
 @cache
@@ -68,6 +64,8 @@ class Choice:
     backend: str
     device: str
     compute_type: str
+    batch_size: int
+    chunk_seconds: float
     notices: tuple[str, ...] = ()
 
 
@@ -134,13 +132,13 @@ def resolve_chain(config: Config, profile: Profile, hw: Hardware) -> list[Choice
         if config.compute_type != "auto" and index == 0:
             compute = config.compute_type
         else:
-            compute = (
-                profile.compute_type if primary else (profile.fallback_compute_type or profile.compute_type)
-            )
+            compute = profile.compute_type if primary else (profile.fallback_compute_type or profile.compute_type)
         notices = []
         device, notice = _device_for(backend, device, explicit_device and index == 0, hw)
         notices += [notice] if notice else []
         compute, notice = _compute_type_for(backend, device, compute, hw)
         notices += [notice] if notice else []
-        choices.append(Choice(backend, device, compute, tuple(notices)))
+        batch = config.batch_size or profile.batch_size
+        chunk = config.chunk_seconds or profile.chunk_seconds
+        choices.append(Choice(backend, device, compute, batch, chunk, tuple(notices)))
     return choices

@@ -33,6 +33,8 @@ class Profile:
     device: str
     compute_type: str
     model: str
+    batch_size: int  # ASR windows decoded together (WHISPER_BATCH_SIZE=auto)
+    chunk_seconds: float  # audio per ASR call, the memory bound (ASR_CHUNK_SECONDS=auto)
     python: str
     extras: tuple[str, ...]
     pins: dict[str, str]
@@ -68,9 +70,7 @@ class Matrix:
     path: Path
     profiles: dict[str, Profile]
     defaults: dict[str, Any]
-    system: dict[str, Any] = field(
-        default_factory=dict
-    )  # [system]: Debian/Homebrew packages, not per profile
+    system: dict[str, Any] = field(default_factory=dict)  # [system]: Debian/Homebrew packages, not per profile
 
     def profile(self, name: str) -> Profile:
         try:
@@ -81,7 +81,18 @@ class Matrix:
             ) from None
 
 
-_REQUIRED = ("backend", "device", "compute_type", "model", "python", "image", "runner", "suites")
+_REQUIRED = (
+    "backend",
+    "device",
+    "compute_type",
+    "model",
+    "batch_size",
+    "chunk_seconds",
+    "python",
+    "image",
+    "runner",
+    "suites",
+)
 
 
 @cache
@@ -106,6 +117,8 @@ def _load(path: Path) -> Matrix:
             device=spec["device"],
             compute_type=spec["compute_type"],
             model=spec["model"],
+            batch_size=int(spec["batch_size"]),
+            chunk_seconds=float(spec["chunk_seconds"]),
             python=spec["python"],
             extras=tuple(spec.get("extras", ())),
             pins=dict(spec.get("pins", {})),

@@ -105,12 +105,12 @@ def _requests(ctx: Context, task: str, language: str | None) -> list[AsrRequest]
                 language=language,
                 task=task,
                 beam_size=config.beam_size,
-                batch_size=config.batch_size,
+                batch_size=choice.batch_size,
                 vad=config.vad,
                 word_timestamps=config.word_timestamps,
                 # The prompt is written in the spoken language's script; it would pull a translation back into it.
                 initial_prompt=(config.initial_prompt or None) if task == "transcribe" else None,
-                chunk_seconds=config.chunk_seconds,
+                chunk_seconds=choice.chunk_seconds,
                 threads=config.threads,
             )
         )
@@ -231,9 +231,7 @@ def subtitles(ctx: Context) -> dict[str, Any]:
     from pipeline.writers import ReadingRules, build_cues, write_subtitles
 
     config = ctx.config
-    rules = ReadingRules(
-        max_line_chars=config.max_line_chars, max_lines=config.max_lines, max_cps=config.max_cps
-    )
+    rules = ReadingRules(max_line_chars=config.max_line_chars, max_lines=config.max_lines, max_cps=config.max_cps)
     outputs = []
     cues_per_language = {}
     for language in _languages(ctx):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads in the worker; the CLI process never needs it for ASR
+    import numpy as np
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +77,13 @@ class AsrRequest:
     compute_type: str
     audio: str  # 16 kHz mono PCM WAV made by the extract stage
     language: str | None
+    batch_size: int  # the profile's (matrix) unless WHISPER_BATCH_SIZE says otherwise
+    chunk_seconds: float  # audio per backend call: bounds the worker's memory whatever the media's length
     task: str = "transcribe"
     beam_size: int = 5
-    batch_size: int = 8
     vad: bool = True
     word_timestamps: bool = False
     initial_prompt: str | None = None
-    chunk_seconds: float = 300.0
     threads: int = 0  # 0: the library's default
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +92,7 @@ class Backend(Protocol):
     """A loaded model. Created inside the worker; `transcribe` is called once per audio chunk."""
 
     name: str
+    tune_heap: bool  # the worker pins glibc's malloc for a flat peak before loading (pipeline.asr.worker)
 
     def __init__(self, request: AsrRequest) -> None: ...
 

@@ -38,6 +38,7 @@ _PASSTHROUGH = (
 
 class MlxBackend:
     name = "mlx"
+    tune_heap = False  # MLX has its own allocator
 
     def __init__(self, request: AsrRequest) -> None:
         folder = Path(request.model_dir)
@@ -81,9 +82,7 @@ class MlxBackend:
         if request.task == "translate" and not model.is_multilingual:
             raise PipelineError(f"model {folder} is English-only; translate needs a multilingual model")
         if request.beam_size > 1:
-            log.info(
-                "mlx-whisper has no beam search; decoding greedily instead of beam_size=%d", request.beam_size
-            )
+            log.info("mlx-whisper has no beam search; decoding greedily instead of beam_size=%d", request.beam_size)
         self._language: str | None = request.language or (None if model.is_multilingual else "en")
 
     def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:

@@ -16,6 +16,7 @@ from pipeline.asr import AsrRequest, Segment
 
 class WhisperXBackend:
     name = "whisperx"
+    tune_heap = False  # torch's threads allocate all the time; flat without (benchmarks/README.md)
 
     def __init__(self, request: AsrRequest) -> None:
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")  # pyannote 4 telemetry: no connections

@@ -28,10 +28,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.names:
         print("\n".join(matrix.profiles))
         return 0
-    rows = [("profile", "backend (fallbacks)", "device/compute", "model", "image", "runner")]
+    rows = [("profile", "backend (fallbacks)", "device/compute", "model", "batch", "chunk", "image", "runner")]
     for p in matrix.profiles.values():
         chain = p.backend + (f" ({', '.join(p.fallback)})" if p.fallback else "")
-        rows.append((p.name, chain, f"{p.device}/{p.compute_type}", p.model, p.image, " ".join(p.runner)))
+        rows.append(
+            (
+                p.name,
+                chain,
+                f"{p.device}/{p.compute_type}",
+                p.model,
+                str(p.batch_size),
+                f"{p.chunk_seconds:g} s",
+                p.image,
+                " ".join(p.runner),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -48,6 +48,7 @@ def request_for(tiny_en: Path, speech: Path) -> Callable[..., AsrRequest]:
             compute_type="int8",
             audio=str(speech),
             language="en",
+            batch_size=2,
             chunk_seconds=20.0,
             threads=2,
         )
@@ -64,9 +65,7 @@ def reference(request_for: Callable[..., AsrRequest], tmp_path_factory: pytest.T
 
 
 @pytest.fixture(scope="session")
-def jfk_reference(
-    request_for: Callable[..., AsrRequest], tmp_path_factory: pytest.TempPathFactory
-) -> AsrOutcome:
+def jfk_reference(request_for: Callable[..., AsrRequest], tmp_path_factory: pytest.TempPathFactory) -> AsrOutcome:
     """A clean run on JFK alone (11 s, one chunk): the cheaper reference for the property test."""
     workdir = tmp_path_factory.mktemp("jfk-reference")
     return run_isolated([request_for(audio=str(JFK))], workdir, timeout=TIMEOUT)

@@ -35,6 +35,8 @@ def request(model_dir: Path, **changes) -> AsrRequest:
         compute_type=PROFILE.compute_type,
         audio="",
         language=None,
+        batch_size=PROFILE.batch_size,
+        chunk_seconds=PROFILE.chunk_seconds,
         beam_size=1,
     )
     return replace(base, **changes)

@@ -29,11 +29,14 @@ def test_chunks_cover_the_audio_exactly_once(tmp_path_factory, seconds, chunk, s
     assert np.array_equal(joined, audio.read_all(path))
     offsets = [p.offset for p in pieces]
     assert offsets == sorted(offsets) and offsets[0] == 0
-    assert all(p.duration <= max(chunk, 20.0) + 1e-6 for p in pieces)
+    size = max(chunk, 20.0)
+    assert all(p.duration <= size + 1e-6 for p in pieces[:-1])
+    assert pieces[-1].duration <= 1.5 * size + 1e-6  # a short tail joins the last chunk ...
+    assert len(pieces) == 1 or pieces[-1].duration >= size / 2 - 1e-3  # ... so no chunk is a sliver
 
 
 def test_cut_lands_in_silence(tmp_path):
-    tone = 0.3 * np.sin(np.arange(40 * audio.SAMPLE_RATE) * 0.05)
+    tone = 0.3 * np.sin(np.arange(50 * audio.SAMPLE_RATE) * 0.05)
     tone[int(25.0 * audio.SAMPLE_RATE) : int(25.4 * audio.SAMPLE_RATE)] = (
         0.0  # a pause inside the search window
     )

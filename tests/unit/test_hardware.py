@@ -26,9 +26,7 @@ def chain(hw, **keys):
     cfg = config.build([("test", keys)])
     matrix = load_matrix()
     profile = hardware.resolve_profile(cfg, matrix, hw)
-    return profile.name, [
-        (c.backend, c.device, c.compute_type) for c in hardware.resolve_chain(cfg, profile, hw)
-    ]
+    return profile.name, [(c.backend, c.device, c.compute_type) for c in hardware.resolve_chain(cfg, profile, hw)]
 
 
 def test_auto_picks_the_profile_from_the_hardware():
@@ -76,3 +74,23 @@ def test_detect_on_this_machine_reports_the_cpu():
     hw = hardware.detect()
     assert hw.supports("cpu")
     assert "int8" in hw.ct2_compute_types["cpu"]
+
+
+@pytest.mark.parametrize("hw", [LINUX_CPU, LINUX_GPU, APPLE], ids=["cpu", "cuda", "mps"])
+def test_batch_and_chunk_are_the_profiles_unless_set(hw):
+    matrix = load_matrix()
+    cfg = config.build([("test", {})])
+    profile = hardware.resolve_profile(cfg, matrix, hw)
+    assert cfg.batch_size is None and cfg.chunk_seconds is None  # "auto"
+    for link in hardware.resolve_chain(cfg, profile, hw):
+        assert (link.batch_size, link.chunk_seconds) == (profile.batch_size, profile.chunk_seconds)
+    cfg = config.build([("test", {"WHISPER_BATCH_SIZE": "3", "ASR_CHUNK_SECONDS": "45"})])
+    assert {(c.batch_size, c.chunk_seconds) for c in hardware.resolve_chain(cfg, profile, hw)} == {(3, 45.0)}
+
+
+def test_auto_batch_size_round_trips_through_a_job_file():
+    cfg = config.build([("test", {"WHISPER_BATCH_SIZE": "auto"})])
+    assert cfg.to_env()["WHISPER_BATCH_SIZE"] == "auto"
+    assert config.build([("job", cfg.to_env())]) == cfg
+    with pytest.raises(PipelineError, match=r"WHISPER_BATCH_SIZE.*from 1 to 256, or auto"):
+        config.build([("job", {"WHISPER_BATCH_SIZE": "lots"})])

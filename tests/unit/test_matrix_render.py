@@ -37,9 +37,7 @@ def test_workflow_is_clean_under_actionlint() -> None:
     # shellcheck beside it makes actionlint check every `run:` script too.
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     _tool("shellcheck")
-    result = subprocess.run(
-        [_tool("actionlint"), "-no-color"], cwd=ROOT, capture_output=True, text=True, env=env
-    )
+    result = subprocess.run([_tool("actionlint"), "-no-color"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -119,14 +117,9 @@ def test_make_runs_the_profile_through_tox_and_the_image_with_gpus_only_where_th
 def test_build_script_refuses_a_native_profile() -> None:
     native = [p for p in load_matrix(ROOT / "matrix" / "profiles.toml").profiles.values() if not p.container]
     for profile in native:
-        result = subprocess.run(
-            [str(ROOT / "images" / "build.sh"), profile.name], capture_output=True, text=True
-        )
+        result = subprocess.run([str(ROOT / "images" / "build.sh"), profile.name], capture_output=True, text=True)
         assert result.returncode == 2
-        assert (
-            f"profile {profile.name} runs natively (image = native): there is no image to build"
-            in result.stderr
-        )
+        assert f"profile {profile.name} runs natively (image = native): there is no image to build" in result.stderr
 
 
 def test_requirements_follow_extras_and_pins() -> None:
@@ -151,6 +144,8 @@ backend = "faster-whisper"
 device = "cpu"
 compute_type = "int8"
 model = "base"
+batch_size = 2
+chunk_seconds = 120
 python = "3.11"
 extras = ["faster-whisper", "mt"]
 pins = { ctranslate2 = ">=4.5,<5" }
@@ -165,20 +160,17 @@ suites = ["transcribe", "translate", "subtitle"]
     assert cli.main(["--matrix", str(tmp_path / "matrix" / "profiles.toml"), "render", "--write"]) == 0
     workflow = (tmp_path / render.WORKFLOW).read_text()
     assert "  e2e-arm:\n" in workflow and "runs-on: [self-hosted, linux, arm64, graviton]" in workflow
-    assert (
-        "make e2e-image PROFILE=arm" in workflow
-        and "needs: [e2e-cpu, e2e-cuda, e2e-mps, e2e-arm, report]" in (workflow)
+    assert "make e2e-image PROFILE=arm" in workflow and "needs: [e2e-cpu, e2e-cuda, e2e-mps, e2e-arm, report]" in (
+        workflow
     )
     assert "    - graviton\n" in (tmp_path / render.ACTIONLINT).read_text()
     assert "    arm: ctranslate2>=4.5,<5\n" in (tmp_path / "tox.ini").read_text()
     dockerfile = (tmp_path / "images" / "arm" / "Dockerfile").read_text()
-    assert dockerfile.startswith(
-        "ARG BASE_IMAGE=debian:bookworm-slim\n"
-    ) and "ENV PIPELINE_PROFILE=arm\n" in (dockerfile)
+    assert dockerfile.startswith("ARG BASE_IMAGE=debian:bookworm-slim\n") and "ENV PIPELINE_PROFILE=arm\n" in (
+        dockerfile
+    )
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # actionlint's project is a repository
-    lint = subprocess.run(
-        [_tool("actionlint"), "-no-color"], cwd=tmp_path, capture_output=True, text=True, env=env
-    )
+    lint = subprocess.run([_tool("actionlint"), "-no-color"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert lint.returncode == 0, lint.stdout
     assert "e2e-arm" in _tox_config(tmp_path, ["e2e-arm"])
