@@ -130,7 +130,13 @@ def _formats(raw: str) -> tuple[str, ...]:
 
 
 def _path(raw: str) -> str:
-    return str(Path(raw.strip()).expanduser()) if raw.strip() else ""
+    text = raw.strip()
+    if not text:
+        return ""
+    try:
+        return str(Path(text).expanduser())
+    except RuntimeError:  # "~name" where no user is called name: a literal file name, not a crash
+        return str(Path(text))
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,8 @@ def resolve_chain(config: Config, profile: Profile, hw: Hardware) -> list[Choice
     """The backends to try, in order, each with its device and compute type resolved against `hw`."""
     first = profile.backend if config.backend == "auto" else config.backend
     backends = [first, *(b for b in profile.chain if b != first)]
+    batch = config.batch_size or profile.batch_size
+    chunk = config.chunk_seconds or profile.chunk_seconds
     choices = []
     for index, backend in enumerate(backends):
         primary = backend == profile.backend
@@ -138,7 +140,5 @@ def resolve_chain(config: Config, profile: Profile, hw: Hardware) -> list[Choice
         notices += [notice] if notice else []
         compute, notice = _compute_type_for(backend, device, compute, hw)
         notices += [notice] if notice else []
-        batch = config.batch_size or profile.batch_size
-        chunk = config.chunk_seconds or profile.chunk_seconds
         choices.append(Choice(backend, device, compute, batch, chunk, tuple(notices)))
     return choices

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pipeline import config
@@ -82,6 +82,7 @@ _text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40)
 
 
 @given(prompt=_text, media=_text.filter(lambda s: s.strip() == s))
+@example(prompt="", media="~0")  # "~0": no user 0's home to expand into (hypothesis found it)
 def test_rendered_job_file_reads_back_identically(tmp_path_factory, prompt, media):
     """A job's .env.pipeline must reproduce its config exactly: spaces, quotes, '#', non-ASCII included."""
     cfg = config.build(
