@@ -47,7 +47,11 @@ def _check(wav: wave.Wave_read, path: str | Path) -> None:
 def read_all(path: str | Path) -> np.ndarray:
     with wave.open(str(path), "rb") as wav:
         _check(wav, path)
-        raw = wav.readframes(wav.getnframes())
+        return _samples(wav.readframes(wav.getnframes()))
+
+
+def _samples(raw: bytes) -> np.ndarray:
+    """16-bit little-endian PCM bytes as float32 in [-1, 1]."""
     import numpy as np
 
     return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
@@ -82,14 +86,13 @@ def chunks(path: str | Path, chunk_seconds: float) -> Iterator[Chunk]:
         while position < total:
             want = target - len(carry)
             raw = wav.readframes(max(want, 0))
-            fresh = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+            fresh = _samples(raw)
             buffer = np.concatenate([carry, fresh]) if len(carry) else fresh
             if len(buffer) == 0:
                 break
             remaining = total - position - len(buffer)
             if 0 < remaining < target // 2:
-                tail = wav.readframes(remaining)
-                buffer = np.concatenate([buffer, np.frombuffer(tail, dtype="<i2").astype(np.float32) / 32768.0])
+                buffer = np.concatenate([buffer, _samples(wav.readframes(remaining))])
                 remaining = 0
             last = remaining <= 0
             cut = len(buffer) if last else _quietest_cut(buffer, len(buffer) - search)
