@@ -143,6 +143,7 @@ def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[
         "salvaged": int(outcome.salvaged),
         "fallbacks": outcome.fallbacks,
         "worker_peak_rss_mb": used.peak_rss_mb,
+        "chunk_seconds": outcome.worker.get("chunk_seconds"),  # the backend's own limit may be shorter
         "versions": dict(outcome.worker.get("versions", {})),
         "notices": [n for c in ctx.chain for n in c.notices],
     }

@@ -7,13 +7,14 @@ a backend that crashes during teardown (MLX's SIGSEGV) or leaks memory cannot ta
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # numpy loads in the worker; the CLI process never needs it for ASR
     import numpy as np
 
+    from pipeline.audio import Chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,10 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...] = ()
+
+    def shifted(self, offset: float) -> Segment:
+        words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in self.words)
+        return Segment(start=self.start + offset, end=self.end + offset, text=self.text, words=words)
 
 
 @dataclass(frozen=True)
@@ -89,18 +94,34 @@ class AsrRequest:
 
 
 class Backend(Protocol):
-    """A loaded model. Created inside the worker; `transcribe` is called once per audio chunk."""
+    """A loaded model, created inside the worker, fed the file's audio as a stream of chunks."""
 
     name: str
     tune_heap: bool  # the worker pins glibc's malloc for a flat peak before loading (pipeline.asr.worker)
+    max_chunk_seconds: float | None  # the longest chunk this backend wants, if shorter than the request's
 
     def __init__(self, request: AsrRequest) -> None: ...
 
-    def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:
-        """Segments of one chunk (float32 mono 16 kHz), times relative to the chunk's start."""
+    def transcribe_chunks(self, chunks: Iterable[Chunk]) -> Iterator[Segment]:
+        """Segments of the whole stream, times from the start of the audio. A backend takes the next chunk
+        only when it is done with the previous one's samples, so at most one chunk is held at a time."""
         ...
 
     def detected_language(self) -> str | None: ...
+
+
+class ChunkByChunk:
+    """For backends that transcribe each chunk on its own (`transcribe`: times relative to the chunk)."""
+
+    max_chunk_seconds: float | None = None  # the request's chunks: their length trades memory for CPU
+
+    def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:
+        raise NotImplementedError
+
+    def transcribe_chunks(self, chunks: Iterable[Chunk]) -> Iterator[Segment]:
+        for chunk in chunks:
+            for segment in self.transcribe(chunk.samples):
+                yield segment.shifted(chunk.offset)
 
 
 # Import paths, so that naming a backend never imports its heavy library.

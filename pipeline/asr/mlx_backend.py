@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.asr import AsrRequest, Segment, Word
+from pipeline.asr import AsrRequest, ChunkByChunk, Segment, Word
 from pipeline.errors import PipelineError
 from pipeline.models import CT2, MLX, model_format
 
@@ -36,7 +36,7 @@ _PASSTHROUGH = (
 )
 
 
-class MlxBackend:
+class MlxBackend(ChunkByChunk):
     name = "mlx"
     tune_heap = False  # MLX has its own allocator
 

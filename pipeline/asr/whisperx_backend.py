@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pipeline.asr import AsrRequest, Segment
+from pipeline.asr import AsrRequest, ChunkByChunk, Segment
 
 
-class WhisperXBackend:
+class WhisperXBackend(ChunkByChunk):
     name = "whisperx"
     tune_heap = False  # torch's threads allocate all the time; flat without (benchmarks/README.md)
 

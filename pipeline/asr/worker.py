@@ -24,8 +24,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -112,11 +111,6 @@ def _release_heap() -> None:
         _libc().malloc_trim(0)
 
 
-def _shift(segment: Segment, offset: float) -> Segment:
-    words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words)
-    return Segment(start=segment.start + offset, end=segment.end + offset, text=segment.text, words=words)
-
-
 def _versions() -> dict[str, str]:
     versions = {"python": sys.version.split()[0]}
     for dist, module in _LIBRARIES.items():
@@ -171,15 +165,23 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events) -> N
     hooks.after_load()
 
     segments: list[Segment] = []
-    language = request.language
-    for index, chunk in enumerate(audio.chunks(request.audio, request.chunk_seconds)):
-        for segment in backend.transcribe(chunk.samples):
-            segments.append(_shift(segment, chunk.offset))
-            emit("progress", done=round(min(segments[-1].end, total), 3), total=total)
-        language = language or backend.detected_language()
-        emit("progress", done=round(chunk.offset + chunk.duration, 3), total=total)
-        _release_heap()
-        hooks.after_chunk(index)
+    done = 0.0
+
+    def fed(chunks: Iterator[audio.Chunk]) -> Iterator[audio.Chunk]:
+        # The backend asks for the next chunk once it is done with this one's samples.
+        for index, chunk in enumerate(chunks):
+            yield chunk
+            _release_heap()
+            emit("progress", done=done, total=total)  # a heartbeat: VAD and reading count as activity
+            hooks.after_chunk(index)
+
+    chunk_seconds = min(request.chunk_seconds, backend.max_chunk_seconds or request.chunk_seconds)
+    for segment in backend.transcribe_chunks(fed(audio.chunks(request.audio, chunk_seconds))):
+        segments.append(segment)
+        done = max(done, round(min(segment.end, total), 3))
+        emit("progress", done=done, total=total)
+    emit("progress", done=total, total=total)
+    language = request.language or backend.detected_language()
 
     transcript = Transcript(
         language=language or "",
@@ -195,6 +197,7 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events) -> N
         "compute_type": str(getattr(backend, "compute_type", request.compute_type)),
         "model_dir": request.model_dir,
         "versions": _versions(),
+        "chunk_seconds": chunk_seconds,
         "load_s": load_s,
         "wall_s": round(time.monotonic() - started, 3),
         "peak_rss_mb": peak_rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
