@@ -23,6 +23,7 @@ BENCHMARKS = {
     "startup": "benchmarks.startup:run",
     "overhead-faster-whisper": "benchmarks.overhead:run",
     "memory-vs-length": "benchmarks.memory:run",
+    "overhead-faster-whisper-20min": "benchmarks.overhead:run_long",
     "subtitle-8-targets": "benchmarks.subtitle_targets:run",
     "peers-whisperx": "benchmarks.peers:run_whisperx",
     "peers-mlx": "benchmarks.peers:run_mlx",

@@ -1,6 +1,7 @@
 """overhead-faster-whisper: `pipeline transcribe --backend faster-whisper` against faster-whisper called
 from a plain script with exactly the pipeline's settings, both fresh processes, alternated, on ~2.4 min of
-real speech.
+real speech. overhead-faster-whisper-20min: the same on 20 minutes, where the script holds the whole file and
+the pipeline streams it chunk by chunk (2 rounds: each run takes minutes).
 
 Goal: pipeline / raw <= 1.05 on median wall time. Where the pipeline spends its extra time is read from its
 job manifest (stage wall times, the worker's spawn-to-loaded time) against the raw script's own phase timings.
@@ -32,6 +33,7 @@ from benchmarks.harness import (
 )
 
 NAME = "overhead-faster-whisper"
+NAME_LONG = "overhead-faster-whisper-20min"
 GOAL = 1.05
 HEAVY = ("ctranslate2", "faster_whisper", "onnxruntime", "av", "tokenizers", "torch", "whisperx", "mlx")
 RAW_SCRIPT = Path(__file__).with_name("raw_faster_whisper.py")
@@ -165,13 +167,20 @@ def breakdown(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    clip = clips.speech(36 if ctx.quick else 143)
-    pairs = 2 if ctx.quick else 5
+    return overhead(ctx, NAME, seconds=36 if ctx.quick else 143, pairs=2 if ctx.quick else 5, profile=True)
+
+
+def run_long(ctx: Context) -> dict[str, Any]:
+    return overhead(ctx, NAME_LONG, seconds=240 if ctx.quick else 1200, pairs=1 if ctx.quick else 2, profile=False)
+
+
+def overhead(ctx: Context, name: str, seconds: float, pairs: int, profile: bool) -> dict[str, Any]:
+    clip = clips.speech(seconds)
     settings = pipeline_settings("faster-whisper")
     model_dir = ctx.model_dir()
-    scratch = ctx.scratch(NAME)
+    scratch = ctx.scratch(name)
     pipeline_cmd = pipeline_transcribe(clip.path, "faster-whisper", model_dir, ctx.out_root)
-    ctx.say(f"{NAME}: {clip.duration_s:g} s clip, {pairs} rounds, settings {settings}")
+    ctx.say(f"{name}: {clip.duration_s:g} s clip, {pairs} rounds, settings {settings}")
 
     def pipeline_side(index: int) -> Run:
         run = measure("pipeline", pipeline_cmd)
@@ -200,7 +209,7 @@ def run(ctx: Context) -> dict[str, Any]:
     )
     for row in runs:
         row.facts.pop("text", None)
-    profile = parent_profile(pipeline_cmd[len(pipeline_argv()) :], ctx, scratch)
+    parent = parent_profile(pipeline_cmd[len(pipeline_argv()) :], ctx, scratch) if profile else None
     return {
         "settings": settings | {"model_dir": str(model_dir), "pipeline_used": sorted(map(list, used))},
         "clips": {"speech": clip.to_dict()},
@@ -212,7 +221,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "text_similarity_min": similarity,
         "phases_median_s": phases,
         "pipeline_extra_by_phase": extra,
-        "parent_profile": profile,
+        "parent_profile": parent,
         "summary": [
             {
                 "metric": f"wall s, {clip.duration_s:.0f} s speech",
