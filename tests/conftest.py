@@ -1,15 +1,19 @@
 """Every suite records its results through the matrix's pytest plugin (results/<profile>-*.json).
 
-Shared fixtures: real speech and the packaged tiny.en, for the suites that drive an ASR backend directly."""
+Shared fixtures: real speech, the packaged tiny.en and a request for them, for the suites that drive an ASR
+backend or its worker directly."""
 
 from __future__ import annotations
 
 import wave
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from pipeline.asr import AsrRequest
 from pipeline.models import CT2, resolve
 
 pytest_plugins = ["pipeline.matrix.pytest_results"]
@@ -36,3 +40,24 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out.setparams(params)
         out.writeframes((frames + pause) * 3)
     return path
+
+
+@pytest.fixture(scope="session")
+def request_for(tiny_en: Path, speech: Path) -> Callable[..., AsrRequest]:
+    """An AsrRequest for tiny.en on `speech` in 20 s chunks; keyword arguments change any field."""
+
+    def make(backend: str = "faster-whisper", **changes: Any) -> AsrRequest:
+        fields: dict[str, Any] = dict(
+            backend=backend,
+            model_dir=str(tiny_en),
+            device="cpu",
+            compute_type="int8",
+            audio=str(speech),
+            language="en",
+            batch_size=2,
+            chunk_seconds=20.0,
+            threads=2,
+        )
+        return AsrRequest(**{**fields, **changes})
+
+    return make

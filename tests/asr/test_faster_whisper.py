@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,26 +13,13 @@ from pipeline import audio
 from pipeline.asr import AsrRequest, load_backend_class
 from pipeline.models import CT2, resolve
 
-
-def request(model_dir: Path, clip: Path, **changes: object) -> AsrRequest:
-    fields: dict[str, object] = dict(
-        backend="faster-whisper",
-        model_dir=str(model_dir),
-        device="cpu",
-        compute_type="int8",
-        audio=str(clip),
-        language="en",
-        batch_size=2,
-        chunk_seconds=20.0,
-        threads=2,
-    )
-    return AsrRequest(**{**fields, **changes})  # type: ignore[arg-type]
+MakeRequest = Callable[..., AsrRequest]
 
 
-def test_stream_decodes_the_windows_of_a_whole_file_call(tiny_en: Path, speech: Path) -> None:
+def test_stream_decodes_the_windows_of_a_whole_file_call(request_for: MakeRequest, speech: Path) -> None:
     from faster_whisper import BatchedInferencePipeline
 
-    backend = load_backend_class("faster-whisper")(request(tiny_en, speech))
+    backend = load_backend_class("faster-whisper")(request_for())
     chunks = list(audio.chunks(speech, 20.0))
     streamed = list(backend.transcribe_chunks(iter(chunks)))
     # faster-whisper itself, handed the whole file at once (what the stream must reproduce).
@@ -47,8 +35,8 @@ def test_stream_decodes_the_windows_of_a_whole_file_call(tiny_en: Path, speech: 
     assert len(chunks) >= 2 and any(s.start < b < s.end for s in streamed for b in boundaries)
 
 
-def test_words_carry_times_in_the_whole_audio(tiny_en: Path, speech: Path) -> None:
-    backend = load_backend_class("faster-whisper")(request(tiny_en, speech, word_timestamps=True))
+def test_words_carry_times_in_the_whole_audio(request_for: MakeRequest, speech: Path) -> None:
+    backend = load_backend_class("faster-whisper")(request_for(word_timestamps=True))
     segments = list(backend.transcribe_chunks(audio.chunks(speech, 20.0)))
     words = [w for s in segments for w in s.words]
     assert [w.text.strip() for w in words[:3]] == ["And", "so", "my"]
@@ -59,13 +47,14 @@ def test_words_carry_times_in_the_whole_audio(tiny_en: Path, speech: Path) -> No
     assert len(asks) == 6 and asks[4] - asks[0] == pytest.approx(23.0, abs=0.3)
 
 
-def test_silence_still_names_a_language(tmp_path: Path) -> None:
+def test_silence_still_names_a_language(request_for: MakeRequest, tmp_path: Path) -> None:
     clip = tmp_path / "silence.wav"
     with wave.open(str(clip), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(audio.SAMPLE_RATE)
         wav.writeframes(np.zeros(5 * audio.SAMPLE_RATE, dtype="<i2").tobytes())
-    backend = load_backend_class("faster-whisper")(request(resolve("base", CT2), clip, language=None))
+    base = resolve("base", CT2)
+    backend = load_backend_class("faster-whisper")(request_for(model_dir=str(base), audio=str(clip), language=None))
     assert list(backend.transcribe_chunks(audio.chunks(clip, 20.0))) == []
     assert backend.detected_language()  # a code Whisper knows, not None: the writers name files by it

@@ -1,10 +1,8 @@
-"""Fixtures for the fault-injection tests: real speech, a real model, the real worker with real faults."""
+"""Fixtures for the fault-injection tests: clean reference runs of the real worker (requests: tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -12,25 +10,6 @@ from pipeline.asr import AsrRequest
 from pipeline.asr.isolation import AsrOutcome, run_isolated
 
 from .harness import JFK, TIMEOUT
-
-
-@pytest.fixture(scope="session")
-def request_for(tiny_en: Path, speech: Path) -> Callable[..., AsrRequest]:
-    def make(backend: str = "faster-whisper", **changes: Any) -> AsrRequest:
-        fields: dict[str, Any] = dict(
-            backend=backend,
-            model_dir=str(tiny_en),
-            device="cpu",
-            compute_type="int8",
-            audio=str(speech),
-            language="en",
-            batch_size=2,
-            chunk_seconds=20.0,
-            threads=2,
-        )
-        return AsrRequest(**{**fields, **changes})
-
-    return make
 
 
 @pytest.fixture(scope="session")
