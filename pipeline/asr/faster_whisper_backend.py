@@ -2,8 +2,9 @@
 
 Batched, it runs faster-whisper's own batched pipeline as a stream: Silero VAD over each chunk as it comes,
 speech packed into 30 s windows that cross chunk boundaries (pipeline.asr.windows), each batch of windows decoded
-by BatchedInferencePipeline and its times restored by faster-whisper's own map. So a long file decodes the same
-windows a whole-file call would, while only one chunk and one batch of speech are held.
+by BatchedInferencePipeline and its times restored by faster-whisper's own map. So a long file decodes as many
+windows as a whole-file call would (their edges move where Silero starts afresh on a chunk), while only one chunk
+and one batch of speech are held.
 """
 
 from __future__ import annotations
