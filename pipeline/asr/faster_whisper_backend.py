@@ -47,6 +47,7 @@ class FasterWhisperBackend(ChunkByChunk):
         self.batched = BatchedInferencePipeline(self.model) if request.batch_size > 1 and request.vad else None
         self.max_chunk_seconds = VAD_CHUNK_SECONDS if self.batched else None
         self._language: str | None = request.language
+        self._head: np.ndarray | None = None  # the first 30 s, kept only to name the language of a file with no speech
         self.device = request.device
         self.compute_type = getattr(self.model.model, "compute_type", request.compute_type)
 
@@ -71,21 +72,21 @@ class FasterWhisperBackend(ChunkByChunk):
         if self.batched is None:
             yield from super().transcribe_chunks(chunks)
             return
-        head: list[np.ndarray] = []  # the first 30 s, kept only to name the language of a file with no speech
-        spans = self._speech(chunks, head)
+        spans = self._speech(chunks)
         for batch in batches(windows(spans, WINDOW_SECONDS * SAMPLE_RATE), self.request.batch_size):
             yield from self._decode(batch)
-        if self._language is None and head:
+        if self._language is None and self._head is not None:
             multilingual = self.model.model.is_multilingual
-            self._language = self.model.detect_language(head[0])[0] if multilingual else "en"
+            self._language = self.model.detect_language(self._head)[0] if multilingual else "en"
+        self._head = None
 
-    def _speech(self, chunks: Iterable[Chunk], head: list[np.ndarray]) -> Iterator[Speech]:
+    def _speech(self, chunks: Iterable[Chunk]) -> Iterator[Speech]:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         options = VadOptions(**_VAD)
         for chunk in chunks:
-            if self._language is None and not head:
-                head.append(chunk.samples[: WINDOW_SECONDS * SAMPLE_RATE].copy())
+            if self._language is None and self._head is None:
+                self._head = chunk.samples[: WINDOW_SECONDS * SAMPLE_RATE].copy()
             start = round(chunk.offset * SAMPLE_RATE)
             for stamp in get_speech_timestamps(chunk.samples, options):
                 # A copy, so that the chunk's buffer is freed once its speech is taken.
