@@ -3,7 +3,7 @@
 A run is one child process in a session of its own: wall time from spawn to reap, CPU seconds and the
 kernel's peak RSS (`ru_maxrss`, the largest single process of the tree, what `/usr/bin/time -v` prints) from
 `wait4`, and the peak RSS of the whole tree (the pipeline, its ASR worker, ffmpeg) from polling psutil every
-0.1 s.
+0.5 s (a poll lists every process on the machine, ~2 ms: polling more often takes CPU from the run it measures).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class Run:
     tree_peak_rss_mb: float  # psutil: the highest sum over the tree seen
     exit_code: int
     load_1m: float  # load average just before the run: how busy the shared machine was
+    steal_s: float | None  # CPU time the hypervisor gave to other guests meanwhile (Linux), all CPUs
     stdout: str = field(default="", repr=False)
     stderr: str = field(default="", repr=False)
     facts: dict[str, Any] = field(default_factory=dict)  # what the benchmark read from the run's outputs
@@ -73,7 +74,7 @@ class Run:
 
 
 class _TreeSampler(threading.Thread):
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
         super().__init__(name="rss-sampler", daemon=True)
         self.pid, self.interval, self.peak_mb = pid, interval, 0.0
         self._done = threading.Event()
@@ -125,6 +126,7 @@ def measure(
     stamp = f"{label}-{time.time_ns()}"
     out_path, err_path = logs / f"{stamp}.out", logs / f"{stamp}.err"
     load = os.getloadavg()[0]
+    stolen = _steal_s()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
@@ -143,6 +145,7 @@ def measure(
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         sampler.stop()
+    steal = None if stolen is None else round((_steal_s() or 0.0) - stolen, 2)
     proc.returncode = code = os.waitstatus_to_exitcode(status)
     stdout = out_path.read_text(errors="replace")
     stderr = err_path.read_text(errors="replace")
@@ -155,6 +158,7 @@ def measure(
         tree_peak_rss_mb=round(sampler.peak_mb, 1),
         exit_code=code,
         load_1m=round(load, 2),
+        steal_s=steal,
         stdout=stdout,
         stderr=stderr,
     )
@@ -163,6 +167,17 @@ def measure(
     if check and code != 0:
         raise BenchmarkFailed(f"{label} exited {code}: {' '.join(run.argv)}\n{stderr[-2000:]}")
     return run
+
+
+def _steal_s() -> float | None:
+    """Seconds of steal time since boot, summed over CPUs (/proc/stat); None where there is no such file.
+    On a VM this is the part of the noise that comes from other guests: time our runs waited for a real CPU."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def alternate(pairs: int, sides: Sequence[tuple[str, Callable[[int], Run]]], say: Callable[[str], None]) -> list[Run]:
@@ -175,7 +190,7 @@ def alternate(pairs: int, sides: Sequence[tuple[str, Callable[[int], Run]]], say
             run = fn(index)
             say(
                 f"  {label:<24} round {index + 1}/{pairs}: {run.wall_s:7.2f} s wall, {run.cpu_s:7.2f} s cpu, "
-                f"tree peak {run.tree_peak_rss_mb:6.0f} MB, load {run.load_1m:.1f}"
+                f"tree peak {run.tree_peak_rss_mb:6.0f} MB, load {run.load_1m:.1f}, steal {run.steal_s} s"
             )
             runs.append(run)
     return runs

@@ -3,8 +3,10 @@ from a plain script with exactly the pipeline's settings, both fresh processes, 
 real speech. overhead-faster-whisper-20min: the same on 20 minutes, where the script holds the whole file and
 the pipeline streams it chunk by chunk (2 rounds: each run takes minutes).
 
-Goal: pipeline / raw <= 1.05 on median wall time. Where the pipeline spends its extra time is read from its
-job manifest (stage wall times, the worker's spawn-to-loaded time) against the raw script's own phase timings.
+Goal: pipeline / raw <= 1.05 in wall time, judged on the median of the per-round ratios: the two runs of a
+round are seconds apart, while this VM's speed drifts by 20 % over minutes (each run records the steal time
+the hypervisor took meanwhile). Where the pipeline spends its extra time is read from its job manifest (stage
+wall times, the worker's spawn-to-loaded time) against the raw script's own phase timings.
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def breakdown(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    return overhead(ctx, NAME, seconds=36 if ctx.quick else 143, pairs=2 if ctx.quick else 5, profile=True)
+    return overhead(ctx, NAME, seconds=36 if ctx.quick else 143, pairs=2 if ctx.quick else 8, profile=True)
 
 
 def run_long(ctx: Context) -> dict[str, Any]:
@@ -201,7 +203,7 @@ def overhead(ctx: Context, name: str, seconds: float, pairs: int, profile: bool)
         for p, r in zip([x for x in runs if x.label == "pipeline"], [x for x in runs if x.label == "raw"], strict=True)
     )
     used = {(r.facts["device"], r.facts["compute_type"]) for r in runs if r.label == "pipeline"}
-    ratio = wall["ratio_of_medians"]
+    ratio = wall["median_paired_ratio"]
     phases = breakdown(runs)
     extra = sorted(
         ({"phase": ph["phase"], "extra_s": round(ph["pipeline_s"] - ph["raw_s"], 3)} for ph in phases),
@@ -228,8 +230,8 @@ def overhead(ctx: Context, name: str, seconds: float, pairs: int, profile: bool)
                 "pipeline": wall["pipeline"],
                 "peer": wall["raw"],
                 "peer_name": "faster-whisper script",
-                "ratio": ratio,
-                "paired_ratio": wall["median_paired_ratio"],
+                "ratio": wall["ratio_of_medians"],
+                "paired_ratio": ratio,
                 "goal": f"<= {GOAL}",
                 "verdict": "ok" if ratio <= GOAL else "over",
             },
@@ -242,7 +244,7 @@ def overhead(ctx: Context, name: str, seconds: float, pairs: int, profile: bool)
                 "paired_ratio": cpu["median_paired_ratio"],
                 # CPU seconds move far less with other people's load than wall time: same goal, as a check.
                 "goal": f"<= {GOAL}",
-                "verdict": "ok" if cpu["ratio_of_medians"] <= GOAL else "over",
+                "verdict": "ok" if cpu["median_paired_ratio"] <= GOAL else "over",
             },
             {
                 "metric": "peak RSS MB (tree)",

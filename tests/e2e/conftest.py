@@ -6,11 +6,16 @@ PIPELINE_TEST_MODEL (default: the matrix's test model), so the same suites run u
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 import time
 import tomllib
 import unicodedata
@@ -90,10 +95,11 @@ def _threads() -> str:
 
 @pytest.fixture
 def pipeline_cli(tmp_path):
-    """Run `python -m pipeline ARGS` as a user would, with this profile and model, in a private out/ root."""
+    """Run `python -m pipeline ARGS` as a user would, with this profile and model, in a private out/ root.
+    `terminal=True` gives it a pseudo-terminal for stderr, as an interactive shell does."""
     out_root = tmp_path / "out"
 
-    def run(*args: str, check: bool = True, env: dict[str, str] | None = None) -> Run:
+    def run(*args: str, check: bool = True, env: dict[str, str] | None = None, terminal: bool = False) -> Run:
         environ = os.environ | {
             "PIPELINE_PROFILE": PROFILE.name,
             "WHISPER_MODEL": MODEL,
@@ -103,20 +109,34 @@ def pipeline_cli(tmp_path):
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        argv = [sys.executable, "-m", "pipeline", *args]
         start = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "pipeline", *args],
-            capture_output=True,
-            text=True,
-            env=environ,
-            cwd=tmp_path,
-            timeout=1800,
-        )
+        if terminal:
+            result = _run_on_terminal(argv, environ, tmp_path)
+        else:
+            result = subprocess.run(argv, capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=1800)
         if check and result.returncode != 0:
             pytest.fail(f"pipeline {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
         return Run(result, out_root, time.perf_counter() - start)
 
     return run
+
+
+def _run_on_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """stdout to a pipe, stderr to a pseudo-terminal; what the terminal showed comes back as `stderr`."""
+    leader, follower = pty.openpty()
+    # 24 rows of 100 columns: a new pty is 0 x 0, and a bar fitted to 0 columns is empty.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=follower, env=env, cwd=cwd, text=True) as process:
+        os.close(follower)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the last writer to the terminal is gone
+            while chunk := os.read(leader, 65536):
+                shown += chunk
+        os.close(leader)
+        stdout = process.stdout.read() if process.stdout else ""
+        code = process.wait(timeout=60)
+    return subprocess.CompletedProcess(argv, code, stdout, shown.decode("utf-8", errors="replace"))
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,3 +102,14 @@ def test_sigterm_mid_transcription_then_resume(pipeline_cli, clips):
     assert not leftovers, "an ASR worker outlived its job"
     pipeline_cli("run", prepared.job_id)
     assert _manifest(prepared.folder)["stages"]["transcribe"]["state"] == "done"
+
+
+def test_a_terminal_gets_a_bar_with_eta_per_stage_and_logs_get_lines(pipeline_cli, clips):
+    shown = pipeline_cli("transcribe", clips["jfk"]["path"], "-s", "en", terminal=True).result.stderr
+    bars = [line for line in re.split(r"[\r\n]+", shown) if "%|" in line]
+    # tqdm's "[elapsed<remaining]": the ETA, for each stage that ran.
+    finished = {line.split("100%|")[0].strip() for line in bars if "100%|" in line and re.search(r"\[\S+<\S+", line)}
+    assert {"extract audio", "transcribe"} <= {label.split(" (")[0] for label in finished}, shown
+    assert "transcribe  done in" in shown
+    logged = pipeline_cli("transcribe", clips["jfk"]["path"], "-s", "en").result.stderr
+    assert "%|" not in logged and "transcribe  done in" in logged
