@@ -63,6 +63,7 @@ class Run:
     stdout: str = field(default="", repr=False)
     stderr: str = field(default="", repr=False)
     facts: dict[str, Any] = field(default_factory=dict)  # what the benchmark read from the run's outputs
+    discarded: bool = False  # its round was run again (`alternate`): in the record, in no comparison
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -180,19 +181,36 @@ def _steal_s() -> float | None:
         return None
 
 
+STEAL_LIMIT = 0.02  # a round whose run lost more than 2 % of its wall time to other guests is run again
+ROUND_RETRIES = 2
+
+
+def stolen(run: Run) -> bool:
+    return run.steal_s is not None and run.steal_s > STEAL_LIMIT * run.wall_s
+
+
 def alternate(pairs: int, sides: Sequence[tuple[str, Callable[[int], Run]]], say: Callable[[str], None]) -> list[Run]:
     """`pairs` rounds of every side, the order reversed each round (A B, B A, ...) so drift in the machine's
-    load falls on both sides alike."""
+    load falls on both sides alike. A round in which the hypervisor stole a run's CPU (`stolen`) is run again,
+    up to ROUND_RETRIES times; its runs stay in the list, marked `discarded`, and count in no comparison."""
     runs: list[Run] = []
     for index in range(pairs):
         order = sides if index % 2 == 0 else list(reversed(sides))
-        for label, fn in order:
-            run = fn(index)
-            say(
-                f"  {label:<24} round {index + 1}/{pairs}: {run.wall_s:7.2f} s wall, {run.cpu_s:7.2f} s cpu, "
-                f"tree peak {run.tree_peak_rss_mb:6.0f} MB, load {run.load_1m:.1f}, steal {run.steal_s} s"
-            )
-            runs.append(run)
+        for retry in range(ROUND_RETRIES + 1):
+            this_round = []
+            for label, fn in order:
+                run = fn(index)
+                say(
+                    f"  {label:<24} round {index + 1}/{pairs}: {run.wall_s:7.2f} s wall, {run.cpu_s:7.2f} s cpu, "
+                    f"tree peak {run.tree_peak_rss_mb:6.0f} MB, load {run.load_1m:.1f}, steal {run.steal_s} s"
+                )
+                this_round.append(run)
+            runs.extend(this_round)
+            if retry == ROUND_RETRIES or not any(map(stolen, this_round)):
+                break
+            for run in this_round:
+                run.discarded = True
+            say(f"  round {index + 1}/{pairs} again: steal above {STEAL_LIMIT:.0%} of a run's wall time")
     return runs
 
 
@@ -200,8 +218,13 @@ def median(values: Sequence[float]) -> float:
     return round(statistics.median(values), 3) if values else float("nan")
 
 
+def counted(runs: Sequence[Run], label: str) -> list[Run]:
+    """The runs of one side that count: in round order, without the discarded ones."""
+    return [run for run in runs if run.label == label and not run.discarded]
+
+
 def side(runs: Sequence[Run], label: str, key: str = "wall_s") -> list[float]:
-    return [getattr(r, key) if hasattr(r, key) else r.facts[key] for r in runs if r.label == label]
+    return [getattr(r, key) if hasattr(r, key) else r.facts[key] for r in counted(runs, label)]
 
 
 def paired_ratios(runs: Sequence[Run], a: str, b: str, key: str = "wall_s") -> list[float]:
@@ -220,6 +243,7 @@ def compare(runs: Sequence[Run], a: str, b: str, key: str = "wall_s") -> dict[st
         "ratio_of_medians": round(ma / mb, 4) if mb else None,
         "median_paired_ratio": median(pairs) if pairs else None,
         "paired_ratios": pairs,
+        "discarded_runs": sum(run.discarded for run in runs if run.label in (a, b)),
     }
 
 

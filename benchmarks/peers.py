@@ -23,6 +23,7 @@ from benchmarks.harness import (
     Run,
     alternate,
     compare,
+    counted,
     measure,
     pipeline_settings,
     pipeline_transcribe,
@@ -66,7 +67,7 @@ def _result(
     rss = compare(runs, "pipeline", "peer", "tree_peak_rss_mb")
     similarity = min(
         text_similarity(p.facts["text"], q.facts["text"])
-        for p, q in zip([r for r in runs if r.label == "pipeline"], [r for r in runs if r.label == "peer"], strict=True)
+        for p, q in zip(counted(runs, "pipeline"), counted(runs, "peer"), strict=True)
     )
     for run in runs:
         run.facts.pop("text", None)

@@ -13,6 +13,7 @@ from benchmarks.harness import (
     Run,
     alternate,
     compare,
+    counted,
     measure,
     median,
     pipeline_argv,
@@ -99,7 +100,7 @@ def run(ctx: Context) -> dict[str, Any]:
     stage_names = ("extract", "transcribe", "translate", "subtitles", "mux")
     stage_medians: dict[str, dict[str, float]] = {}
     for label in ("subtitle", "transcribe"):
-        mine = [r for r in runs if r.label == label]
+        mine = counted(runs, label)
         stage_medians[label] = {
             name: median([r.facts["stages"][name].get("wall_s", 0.0) for r in mine])
             for name in stage_names
