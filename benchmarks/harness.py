@@ -127,7 +127,7 @@ def measure(
     stamp = f"{label}-{time.time_ns()}"
     out_path, err_path = logs / f"{stamp}.out", logs / f"{stamp}.err"
     load = os.getloadavg()[0]
-    stolen = _steal_s()
+    steal_before = _steal_s()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
@@ -146,7 +146,7 @@ def measure(
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         sampler.stop()
-    steal = None if stolen is None else round((_steal_s() or 0.0) - stolen, 2)
+    steal = None if steal_before is None else round((_steal_s() or 0.0) - steal_before, 2)
     proc.returncode = code = os.waitstatus_to_exitcode(status)
     stdout = out_path.read_text(errors="replace")
     stderr = err_path.read_text(errors="replace")
