@@ -36,7 +36,10 @@ fi
 
 if ! DOCKER_HOST=unix://$SOCK docker info >/dev/null 2>&1; then
     rm -f "$SOCK"
-    # setsid + nohup: the service outlives this script and make; stop it with `images/engine.sh stop`.
+    # setsid + nohup: the service outlives this script and make; stop it with `images/engine.sh stop`. It runs
+    # from /: started inside a checkout that is later deleted, it could start no container (conmon: "Failed to
+    # get working directory"; docker: "unable to upgrade to tcp, received 409").
+    cd /
     setsid nohup podman system service --time=0 "unix://$SOCK" >"${SOCK%.sock}.log" 2>&1 &
     echo $! >"$PIDFILE"
     for _ in $(seq 1 60); do
