@@ -12,6 +12,7 @@ import json
 import os
 import pty
 import re
+import select
 import struct
 import subprocess
 import sys
@@ -127,13 +128,18 @@ def _run_on_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> subproc
     leader, follower = pty.openpty()
     # 24 rows of 100 columns: a new pty is 0 x 0, and a bar fitted to 0 columns is empty.
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    deadline = time.monotonic() + 1800  # as long as a run without a terminal may take
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=follower, env=env, cwd=cwd, text=True) as process:
         os.close(follower)
         shown = b""
         with contextlib.suppress(OSError):  # EIO once the last writer to the terminal is gone
-            while chunk := os.read(leader, 65536):
+            while select.select([leader], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                if not (chunk := os.read(leader, 65536)):
+                    break
                 shown += chunk
         os.close(leader)
+        if time.monotonic() >= deadline:
+            process.kill()
         stdout = process.stdout.read() if process.stdout else ""
         code = process.wait(timeout=60)
     return subprocess.CompletedProcess(argv, code, stdout, shown.decode("utf-8", errors="replace"))
