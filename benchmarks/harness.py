@@ -296,7 +296,7 @@ def stage_breakdown(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     breakdown = {name: {k: stage[k] for k in keys if k in stage} for name, stage in manifest["stages"].items()}
     if attempts := manifest["stages"].get("transcribe", {}).get("attempts"):
         used = attempts[-1]
-        breakdown["transcribe"]["worker"] = {k: used.get(k) for k in ("wall_s", "load_s", "outcome")}
+        breakdown["transcribe"]["worker"] = {k: used.get(k) for k in ("wall_s", "load_s", "ahead_s", "outcome")}
     return breakdown
 
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import audio, media
 from pipeline.asr import AsrRequest, Transcript
@@ -19,6 +19,9 @@ from pipeline.errors import PipelineError
 from pipeline.hardware import Choice
 from pipeline.jobs import Manifest
 from pipeline.progress import stage_bar
+
+if TYPE_CHECKING:
+    from pipeline.asr.isolation import WarmStart
 
 WORKFLOW_STAGES: dict[str, tuple[str, ...]] = {
     "transcribe": ("probe", "extract", "transcribe", "subtitles"),
@@ -35,6 +38,7 @@ class Context:
     chain: tuple[Choice, ...]
     model: str  # the model name or folder the user asked for; resolved per backend format
     log_path: Path
+    warm: WarmStart | None = None  # the transcribe stage's first worker, started early (`warm_start`)
 
     @property
     def work(self) -> Path:
@@ -117,6 +121,23 @@ def _requests(ctx: Context, task: str, language: str | None) -> list[AsrRequest]
     return requests
 
 
+def _spoken_language(ctx: Context) -> str | None:
+    return None if ctx.config.source_language == "auto" else ctx.config.source_language
+
+
+def warm_start(ctx: Context) -> WarmStart | None:
+    """Start the transcribe stage's first worker now, so that its interpreter and model load (about a second)
+    overlap the audio extraction instead of following it. None where there is nothing to start: a missing model
+    is the transcribe stage's error to report, in its turn."""
+    from pipeline.asr.isolation import WarmStart
+
+    try:
+        first = _requests(ctx, "transcribe", _spoken_language(ctx))[0]
+    except PipelineError:
+        return None
+    return WarmStart(first, ctx.work / "transcribe", log_path=ctx.log_path)
+
+
 def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[Transcript, dict[str, Any]]:
     """Run ASR (or Whisper's speech translation) through isolated workers along the fallback chain."""
     from pipeline.asr.isolation import run_isolated
@@ -129,6 +150,7 @@ def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[
             timeout=ctx.config.asr_timeout,
             on_progress=lambda done, _total: bar.update_to(done),
             log_path=ctx.log_path,
+            warm=ctx.warm if task == "transcribe" else None,
         )
         bar.update_to(total)
     used = outcome.used
@@ -164,7 +186,7 @@ def _read_transcript(path: Path) -> Transcript:
 
 
 def transcribe(ctx: Context) -> dict[str, Any]:
-    language = None if ctx.config.source_language == "auto" else ctx.config.source_language
+    language = _spoken_language(ctx)
     transcript, facts = _speech(ctx, "transcribe", language, "transcribe")
     if not transcript.language:
         transcript = replace(transcript, language=language or "und")

@@ -9,7 +9,7 @@ import platform
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from pipeline.errors import PipelineError, StageFailed
 from pipeline.languages import check_speech_language
 from pipeline.profiles import load_matrix
 from pipeline.progress import PeakMemory, format_seconds, say
-from pipeline.stages import STAGES, WORKFLOW_STAGES, Context
+from pipeline.stages import STAGES, WORKFLOW_STAGES, Context, warm_start
 
 _VERSIONED = (
     "pipeline",
@@ -189,14 +189,19 @@ def run(
         model = profile.model if cfg.model == "auto" else cfg.model
         ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log")
         log = _logger(folder)
+        pending = [
+            name
+            for name in manifest.stages
+            if manifest.stage(name)["state"] not in ("done", "skipped") or (force and name != "probe")
+        ]
         previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM: stop like Ctrl-C, recording where
         try:
-            names = list(manifest.stages)
-            for name in names:
-                state = manifest.stage(name)["state"]
-                if state in ("done", "skipped") and not (force and name != "probe"):
-                    continue
-                _run_stage(ctx, name, log)
+            with contextlib.ExitStack() as stack:
+                # Something runs before the transcription (the extract): its model loads meanwhile.
+                if "transcribe" in pending[1:] and (warm := warm_start(ctx)):
+                    ctx = replace(ctx, warm=stack.enter_context(warm))
+                for name in pending:
+                    _run_stage(ctx, name, log)
         finally:
             signal.signal(signal.SIGTERM, previous)
         manifest.data["versions"] = library_versions()

@@ -19,9 +19,9 @@ from pipeline.asr.windows import Speech, batches, windows
 from pipeline.audio import SAMPLE_RATE, Chunk
 
 WINDOW_SECONDS = 30  # Whisper's input; the longest speech span Silero may report
-# Silero holds ~0.45 MB per second of audio it is handed, and a large transient raises glibc's dynamic mmap
-# threshold so that later decode buffers stay on the heap: 120 s chunks made the peak creep 491 -> 582 MB over
-# 20 min, 60 s ones held it at 488-519 MB. Windows cross chunks, so a shorter chunk costs no CPU here.
+# Silero holds ~0.45 MB per second of audio it is handed, and with glibc's default heap 120 s chunks made the
+# peak creep 491 -> 582 MB over 20 min, 60 s ones held it at 488-519 MB. Windows cross chunks, so a shorter
+# chunk costs no CPU here.
 VAD_CHUNK_SECONDS = 60.0
 # BatchedInferencePipeline's own VAD settings when it finds speech itself (vad_filter=True, no parameters).
 _VAD = {"max_speech_duration_s": WINDOW_SECONDS, "min_silence_duration_ms": 160}
@@ -29,7 +29,7 @@ _VAD = {"max_speech_duration_s": WINDOW_SECONDS, "min_silence_duration_ms": 160}
 
 class FasterWhisperBackend(ChunkByChunk):
     name = "faster-whisper"
-    tune_heap = True  # one malloc arena: a flat peak at no CPU cost (pipeline.asr.worker)
+    tune_heap = True  # one arena, no mmap: flat and fewer page faults (pipeline.asr.worker)
 
     def __init__(self, request: AsrRequest) -> None:
         from faster_whisper import BatchedInferencePipeline, WhisperModel

@@ -73,6 +73,7 @@ class Attempt:
     stage: str = "spawn"  # one of STAGES: where it crashed
     progress_s: float = 0.0  # seconds of audio transcribed when it ended
     load_s: float | None = None  # spawn to model loaded: the per-attempt overhead
+    ahead_s: float = 0.0  # started this long before its audio was ready (WarmStart); its load overlapped that
     timed_out: bool = False  # we killed it: the signal is ours, not a crash
 
     @property
@@ -239,12 +240,6 @@ def last_line(tail: str) -> str | None:
     return lines[-1] if lines else None
 
 
-def _read_tail(log: Path, offset: int) -> str:
-    with open(log, "rb") as handle:
-        handle.seek(max(offset, handle.seek(0, os.SEEK_END) - _TAIL_BYTES))
-        return handle.read().decode("utf-8", errors="replace")
-
-
 # --- the worker process -----------------------------------------------------------------------------------
 
 
@@ -285,6 +280,9 @@ class _Process:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signum)
 
+    def kill(self) -> None:
+        self._signal_group(signal.SIGKILL)
+
     def stop(self) -> None:
         """SIGTERM the group (faulthandler dumps where it hung), then SIGKILL whatever is left."""
         try:
@@ -306,10 +304,34 @@ class _Process:
         return self.proc.returncode, peak_rss_mb(usage.ru_maxrss)
 
 
-def _pump(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:
+def _pump(stream: IO[bytes], events: queue.Queue[tuple[float, str] | None]) -> None:
+    # Stamped on arrival: a warm worker's events wait in the queue until the stage starts watching.
     for raw in stream:
-        lines.put(raw.decode("utf-8", errors="replace"))
-    lines.put(None)
+        events.put((time.monotonic(), raw.decode("utf-8", errors="replace")))
+    events.put(None)
+
+
+class _Stderr:
+    """The worker's stderr, copied into the job log as it comes, and its last bytes kept for the one-line reason:
+    the job log also gets the pipeline's own lines meanwhile, so the reason can't be read back from it."""
+
+    def __init__(self, stream: IO[bytes], log_path: Path) -> None:
+        self._tail = bytearray()
+        self._thread = threading.Thread(target=self._copy, args=(stream, log_path), daemon=True)
+        self._thread.start()
+
+    def _copy(self, stream: IO[bytes], log_path: Path) -> None:
+        with stream, open(log_path, "ab") as log:
+            while chunk := os.read(stream.fileno(), 65536):
+                log.write(chunk)
+                log.flush()
+                self._tail += chunk
+                del self._tail[:-_TAIL_BYTES]
+
+    def text(self) -> str:
+        """All of the tail, once the worker's group is gone (its pipe then closes)."""
+        self._thread.join(timeout=2)
+        return bytes(self._tail).decode("utf-8", errors="replace")
 
 
 @dataclass
@@ -321,7 +343,7 @@ class _Watch:
     done: float = 0.0
     load_s: float | None = None  # spawn to model loaded: interpreter, imports and weights
 
-    def feed(self, line: str, on_progress: Callable[[float, float], None] | None) -> bool:
+    def feed(self, at: float, line: str, on_progress: Callable[[float, float], None] | None) -> bool:
         """Take one stdout line; True if it was an event (which counts as progress for the timeout)."""
         try:
             event = json.loads(line)
@@ -331,7 +353,7 @@ class _Watch:
         if kind == "start":
             self.stage = "load"
         elif kind == "loaded":
-            self.stage, self.load_s = "transcribe", round(time.monotonic() - self.started, 3)
+            self.stage, self.load_s = "transcribe", round(at - self.started, 3)
         elif kind == "progress":
             self.done = float(event["done"])
             if on_progress:
@@ -370,15 +392,55 @@ def _describe(
     return f"exited 0 without a result: {reason}" if code == 0 else f"exited {code}: {reason}"
 
 
-def _attempt(
-    number: int,
-    request: AsrRequest,
-    workdir: Path,
-    log_path: Path,
-    argv: Sequence[str],
-    timeout: float | None,
-    on_progress: Callable[[float, float], None] | None,
-) -> tuple[Attempt, dict[str, Any] | None]:
+def _log(log_path: Path, line: str) -> None:
+    with open(log_path, "ab") as log:
+        log.write(f"{line}\n".encode())
+
+
+@dataclass
+class _Launch:
+    """One attempt's worker, from spawn to reaping."""
+
+    number: int
+    request: AsrRequest
+    request_bytes: bytes
+    result_path: Path
+    log_path: Path
+    started: float
+    waiting: bool  # started ahead of its audio: it holds after loading until `go`
+    process: _Process | None = None
+    events: queue.Queue[tuple[float, str] | None] = field(default_factory=queue.Queue)
+    reader: threading.Thread | None = None  # pumps stdout into `events`
+    stderr: _Stderr | None = None
+    error: str | None = None  # why it could not start
+
+    def go(self) -> float:
+        """Tell a waiting worker that its audio is ready. One that died meanwhile is found out by the watch."""
+        assert self.process is not None and self.process.proc.stdin is not None
+        with contextlib.suppress(OSError):  # BrokenPipeError: it is gone already
+            self.process.proc.stdin.write(b"go\n")
+            self.process.proc.stdin.close()
+        return time.monotonic()
+
+    def reap(self, stop: Callable[[], None]) -> tuple[int, float, str]:
+        """Stop the group (`stop`), reap the leader; its exit code, peak RSS and stderr tail."""
+        assert self.process is not None and self.stderr is not None
+        try:
+            stop()
+        finally:
+            code, rss = self.process.reap()
+            if self.reader is not None:
+                self.reader.join(timeout=2)
+            for stream in (self.process.proc.stdin, self.process.proc.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+        return code, rss, self.stderr.text()
+
+
+def _launch(
+    number: int, request: AsrRequest, workdir: Path, log_path: Path, argv: Sequence[str], *, wait: bool
+) -> _Launch:
     attempt_dir = workdir / f"attempt-{number}"
     shutil.rmtree(attempt_dir, ignore_errors=True)  # a stale result or marker must never pass as this one's
     attempt_dir.mkdir(parents=True)
@@ -386,6 +448,37 @@ def _attempt(
     request_path, result_path = attempt_dir / "request.json", attempt_dir / "result.json"
     with atomic.atomic_open(request_path, "wb") as handle:
         handle.write(request_bytes)
+    _log(
+        log_path,
+        f"== asr attempt {number}: {request.backend} {request.device}/{request.compute_type} {request.model_dir}"
+        + (" (started ahead of its audio)" if wait else ""),
+    )
+    launch = _Launch(number, request, request_bytes, result_path, log_path, time.monotonic(), wait)
+    try:
+        proc = subprocess.Popen(
+            [*argv, *(["--wait"] if wait else []), str(request_path), str(result_path)],
+            stdin=subprocess.PIPE if wait else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_worker_env(),
+            start_new_session=True,  # its own process group: we stop all of it
+        )
+    except OSError as exc:
+        launch.error = f"could not start the worker: {exc}"
+        return launch
+    assert proc.stdout is not None and proc.stderr is not None
+    launch.process = _Process(proc)
+    launch.reader = threading.Thread(target=_pump, args=(proc.stdout, launch.events), daemon=True)
+    launch.reader.start()
+    launch.stderr = _Stderr(proc.stderr, log_path)
+    return launch
+
+
+def _finish(
+    launch: _Launch, timeout: float | None, on_progress: Callable[[float, float], None] | None
+) -> tuple[Attempt, dict[str, Any] | None]:
+    """Watch a launched worker to its end and judge it (the module's table)."""
+    request = launch.request
 
     def attempt(**how: Any) -> Attempt:
         return Attempt(
@@ -396,101 +489,143 @@ def _attempt(
             **how,
         )
 
-    timed_out = False
-    lines: queue.Queue[str | None] = queue.Queue()
-    with open(log_path, "ab") as log:
-        log.write(
-            f"== asr attempt {number}: {request.backend} {request.device}/{request.compute_type} "
-            f"{request.model_dir}\n".encode()
+    if launch.process is None:
+        failed = attempt(
+            outcome="failed",
+            exit_code=None,
+            signal=None,
+            wall_s=0.0,
+            peak_rss_mb=None,
+            error=(launch.error or "")[:_ERROR_CHARS],
         )
-        log.flush()
-        offset = log.tell()
-        started = time.monotonic()
-        watch = _Watch(started)
-        try:
-            proc = subprocess.Popen(
-                [*argv, str(request_path), str(result_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=_worker_env(),
-                start_new_session=True,  # its own process group: we stop all of it
-            )
-        except OSError as exc:
-            failed = attempt(
-                outcome="failed",
-                exit_code=None,
-                signal=None,
-                wall_s=0.0,
-                peak_rss_mb=None,
-                error=f"could not start the worker: {exc}"[:_ERROR_CHARS],
-            )
-            log.write(f"== asr attempt {number}: {request.backend} {_summary(failed)}\n".encode())
-            return failed, None
-        worker = _Process(proc)
-        assert proc.stdout is not None
-        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
-        reader.start()
-        try:
-            deadline = started + timeout if timeout else None
-            while not worker.exited():
-                with contextlib.suppress(queue.Empty):
-                    line = lines.get(timeout=0.1)
-                    if line is not None and watch.feed(line, on_progress) and timeout:
-                        deadline = time.monotonic() + timeout
-                if deadline is not None and time.monotonic() > deadline:
-                    timed_out = True
-                    break
-        finally:
-            # Also on Ctrl-C (the worker is in its own session, so the terminal's SIGINT never reached it)
-            # and on an exception from on_progress: both propagate once the worker's group is gone.
-            worker.stop()
-            code, rss = worker.reap()
-            reader.join(timeout=2)
-            proc.stdout.close()
-        wall_s = round(time.monotonic() - started, 3)
-        while True:  # events written just before the worker exited
-            try:
-                line = lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                watch.feed(line, on_progress)
+        _log(launch.log_path, f"== asr attempt {launch.number}: {request.backend} {_summary(failed)}")
+        return failed, None
+    worker, watch = launch.process, _Watch(launch.started)
+    timed_out, go_at = False, None
 
-        sig = signal.Signals(-code).name if code < 0 else None
-        result = read_result(result_path, request_bytes)
-        if result.status == "valid":
-            outcome = "ok" if code == 0 and not timed_out else "salvaged"
-            watch.stage = "teardown"  # the marker is the last thing the worker writes
-        elif result.status == "invalid":
-            outcome = "corrupt"
-        else:
-            outcome = "timeout" if timed_out else "crashed" if sig else "failed"
-        error = _describe(outcome, code, sig, timed_out, timeout, watch, _read_tail(log_path, offset), result)
-        reported = (result.data or {}).get("worker", {})
-        done = replace(
-            attempt(
-                outcome=outcome,
-                exit_code=code,
-                signal=sig,
-                wall_s=wall_s,
-                peak_rss_mb=rss,
-                error=error[:_ERROR_CHARS] if error else None,
-                stage=watch.stage,
-                progress_s=watch.done,
-                load_s=watch.load_s,
-                timed_out=timed_out,
-            ),
-            device=reported.get("device", request.device),
-            compute_type=reported.get("compute_type", request.compute_type),
-        )
-        log.write(f"== asr attempt {number}: {request.backend} {_summary(done)}\n".encode())
+    def stop() -> None:
+        # Also on Ctrl-C (the worker is in its own session, so the terminal's SIGINT never reached it)
+        # and on an exception from on_progress: both propagate once the worker's group is gone.
+        worker.stop()
+
+    try:
+        if launch.waiting:
+            go_at = launch.go()
+        deadline = time.monotonic() + timeout if timeout else None
+        while not worker.exited():
+            with contextlib.suppress(queue.Empty):
+                item = launch.events.get(timeout=0.1)
+                if item is not None and watch.feed(*item, on_progress) and timeout:
+                    deadline = time.monotonic() + timeout
+            if deadline is not None and time.monotonic() > deadline:
+                timed_out = True
+                break
+    finally:
+        code, rss, tail = launch.reap(stop)
+    wall_s = round(time.monotonic() - launch.started, 3)
+    while True:  # events written just before the worker exited
+        try:
+            item = launch.events.get_nowait()
+        except queue.Empty:
+            break
+        if item is not None:
+            watch.feed(*item, on_progress)
+
+    sig = signal.Signals(-code).name if code < 0 else None
+    result = read_result(launch.result_path, launch.request_bytes)
+    if result.status == "valid":
+        outcome = "ok" if code == 0 and not timed_out else "salvaged"
+        watch.stage = "teardown"  # the marker is the last thing the worker writes
+    elif result.status == "invalid":
+        outcome = "corrupt"
+    else:
+        outcome = "timeout" if timed_out else "crashed" if sig else "failed"
+    error = _describe(outcome, code, sig, timed_out, timeout, watch, tail, result)
+    reported = (result.data or {}).get("worker", {})
+    done = replace(
+        attempt(
+            outcome=outcome,
+            exit_code=code,
+            signal=sig,
+            wall_s=wall_s,
+            peak_rss_mb=rss,
+            error=error[:_ERROR_CHARS] if error else None,
+            stage=watch.stage,
+            progress_s=watch.done,
+            load_s=watch.load_s,
+            ahead_s=round(go_at - launch.started, 3) if go_at else 0.0,
+            timed_out=timed_out,
+        ),
+        device=reported.get("device", request.device),
+        compute_type=reported.get("compute_type", request.compute_type),
+    )
+    _log(launch.log_path, f"== asr attempt {launch.number}: {request.backend} {_summary(done)}")
     return done, result.data
 
 
 def _summary(attempt: Attempt) -> str:
     text = attempt.outcome + (f" {attempt.signal}" if attempt.signal else "")
     return text + (f" ({attempt.error})" if attempt.error else "")
+
+
+def _prepared(workdir: Path, log_path: Path | None) -> tuple[Path, Path]:
+    """The attempt folder's parent and the log, created; stale attempts of an earlier run removed."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in workdir.glob("attempt-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    log_path = Path(log_path) if log_path else workdir / "asr.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    return workdir, log_path
+
+
+class WarmStart:
+    """The first attempt started ahead of its audio: the worker starts its interpreter and loads its model
+    (about a second) while the pipeline is still extracting the audio, then waits for `run_isolated` to say go.
+
+    A context manager: a warm worker that nothing took (the extract failed, Ctrl-C) is killed on leaving. It
+    has written nothing by then, so SIGKILL loses nothing."""
+
+    def __init__(
+        self,
+        request: AsrRequest,
+        workdir: Path,
+        *,
+        log_path: Path | None = None,
+        worker_argv: Sequence[str] | None = None,
+    ) -> None:
+        self.workdir, self.log_path = _prepared(workdir, log_path)
+        self.request = request
+        self.argv = list(worker_argv) if worker_argv else default_worker_argv()
+        self._launch: _Launch | None = _launch(1, request, self.workdir, self.log_path, self.argv, wait=True)
+
+    def take(self, request: AsrRequest, workdir: Path, log_path: Path, argv: Sequence[str]) -> _Launch | None:
+        """The waiting worker, if it was started for exactly this first attempt; else it is stopped."""
+        launch, self._launch = self._launch, None
+        if launch is None:
+            return None
+        if (request, Path(workdir), log_path, list(argv)) != (self.request, self.workdir, self.log_path, self.argv):
+            _abandon(launch, "not used: the stage asked for another first attempt")
+            return None
+        return launch
+
+    def close(self) -> None:
+        launch, self._launch = self._launch, None
+        if launch is not None:
+            _abandon(launch, "not used")
+
+    def __enter__(self) -> WarmStart:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _abandon(launch: _Launch, why: str) -> None:
+    if launch.process is not None:
+        process = launch.process
+        launch.reap(lambda: process.kill())
+    _log(launch.log_path, f"== asr attempt {launch.number}: {launch.request.backend} {why}")
 
 
 def run_isolated(
@@ -501,20 +636,24 @@ def run_isolated(
     on_progress: Callable[[float, float], None] | None = None,
     log_path: Path | None = None,
     worker_argv: Sequence[str] | None = None,
+    warm: WarmStart | None = None,
 ) -> AsrOutcome:
-    """Transcribe with the first request in `chain` that produces a result; see the module's table."""
+    """Transcribe with the first request in `chain` that produces a result; see the module's table. With
+    `warm`, the first attempt is its waiting worker when that was started for `chain[0]`."""
     if not chain:
         raise ValueError("run_isolated needs at least one AsrRequest")
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    for stale in workdir.glob("attempt-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    log_path = Path(log_path) if log_path else workdir / "asr.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = list(worker_argv) if worker_argv else default_worker_argv()
+    if warm is not None:  # its attempt folder is the fresh one; only a mismatch needs the sweep
+        workdir, log_path = Path(workdir), Path(log_path) if log_path else Path(workdir) / "asr.log"
+        first = warm.take(chain[0], workdir, log_path, argv)
+    else:
+        first = None
+    if first is None:
+        workdir, log_path = _prepared(workdir, log_path)
     attempts: list[Attempt] = []
     for number, request in enumerate(chain, start=1):
-        attempt, data = _attempt(number, request, workdir, log_path, argv, timeout, on_progress)
+        launch = first if number == 1 and first else _launch(number, request, workdir, log_path, argv, wait=False)
+        attempt, data = _finish(launch, timeout, on_progress)
         attempts.append(attempt)
         if data is not None:
             transcript = Transcript.from_dict(data["transcript"])

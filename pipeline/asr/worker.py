@@ -1,6 +1,9 @@
 """The ASR worker process: load one backend, transcribe one file, write the result, exit without teardown.
 
-    python -m pipeline.asr.worker REQUEST_JSON RESULT_JSON
+    python -m pipeline.asr.worker [--wait] REQUEST_JSON RESULT_JSON
+
+With --wait the worker is started ahead of its audio (`isolation.WarmStart`): it loads the model, then waits
+for a line "go" on stdin before it reads the audio; at end of input instead it leaves, having written nothing.
 
 The parent (`pipeline.asr.isolation`) reads one JSON object per line on our stdout (events "start", "loaded",
 "progress", "writing", "result") and everything else from the log our stderr is appended to.
@@ -81,7 +84,9 @@ def peak_rss_mb(ru_maxrss: int) -> float:
     return round(ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
-_M_ARENA_MAX = -8  # glibc mallopt parameter (malloc.h)
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+_TRIM_THRESHOLD = 512 * 1024 * 1024  # free() keeps this much at the heap top; _release_heap trims per chunk
 
 
 def _libc() -> Any:
@@ -91,17 +96,24 @@ def _libc() -> Any:
 
 
 def _tune_heap() -> None:
-    """One malloc arena, so that the worker's peak stays flat in media length; for backends that ask
-    (`tune_heap`), before the backend loads its model and starts its threads.
+    """One malloc arena and no mmap'd blocks, for backends that ask (`tune_heap`), before the backend loads its
+    model and starts its threads. A no-op where the C library is not glibc (macOS, musl).
 
-    CTranslate2's and onnxruntime's threads otherwise each get a glibc arena, and every arena keeps its own
-    fragments of the last chunk's buffers: faster-whisper base int8, 1 vs 4 min of speech, peak 503 -> 538 MB;
-    with one arena 495 -> 496 MB, and no more CPU (the threads rarely allocate at once). A fixed mmap threshold
-    flattened the VAD pass of long chunks too but cost 5-30 % CPU in page faults; 120 s chunks do that instead.
-    whisperx does not ask: torch's intra-op threads allocate all the time and would queue on one arena.
-    A no-op where the C library is not glibc (macOS, musl)."""
+    - No mmap: CTranslate2's largest buffers (the encoder's attention scores, 8 heads x 1500 x 1500 floats per
+      30 s window, 144 MB for a batch of two) are above any mmap threshold, so glibc maps them fresh for every
+      layer and unmaps them on free: faster-whisper base int8 page-faulted 640,000 times on 36 s of speech and
+      spent 17 % of its CPU time in the kernel. Kept on the heap and reused, 20 minutes of speech ran in
+      102 s instead of 122 s (faster-whisper called directly: 122 s), at a peak of 744 MB (directly: 735 MB).
+      glibc still maps a block when the heap cannot grow, so no allocation fails for this.
+    - One arena: CTranslate2's and onnxruntime's threads would otherwise each keep an arena of fragments of
+      the last chunk's buffers, and the peak would creep with the media's length; with one arena and a trim
+      per chunk it is flat (60 s: 731 MB, 20 min: 744 MB).
+    whisperx does not ask: torch's intra-op threads allocate all the time and would queue on one arena."""
     with contextlib.suppress(OSError, AttributeError):
-        _libc().mallopt(_M_ARENA_MAX, 1)
+        libc = _libc()
+        libc.mallopt(_M_ARENA_MAX, 1)
+        libc.mallopt(_M_MMAP_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
 
 
 def _release_heap() -> None:
@@ -149,12 +161,15 @@ def _protocol_stream() -> IO[str]:
     return events
 
 
-def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events) -> None:
+def _await_go() -> bool:
+    return sys.stdin.buffer.readline().strip() == b"go"
+
+
+def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events, *, wait: bool = False) -> None:
     started = time.monotonic()
     request_bytes = request_path.read_bytes()
     request = AsrRequest(**json.loads(request_bytes))
-    total = audio.duration(request.audio)
-    emit("start", pid=os.getpid(), total=total)
+    emit("start", pid=os.getpid())
 
     backend_class = load_backend_class(request.backend)
     if getattr(backend_class, "tune_heap", False):
@@ -163,6 +178,11 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events) -> N
     load_s = round(time.monotonic() - started, 3)
     emit("loaded", load_s=load_s)
     hooks.after_load()
+    waited = time.monotonic()
+    if wait and not _await_go():
+        return  # the pipeline did not get as far as its audio (a failed extract, Ctrl-C)
+    wait_s = round(time.monotonic() - waited, 3) if wait else 0.0
+    total = audio.duration(request.audio)
 
     segments: list[Segment] = []
     done = 0.0
@@ -199,6 +219,7 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events) -> N
         "versions": _versions(),
         "chunk_seconds": chunk_seconds,
         "load_s": load_s,
+        "wait_s": wait_s,
         "wall_s": round(time.monotonic() - started, 3),
         "peak_rss_mb": peak_rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
         "pid": os.getpid(),
@@ -220,8 +241,11 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events) -> N
 
 def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
+    wait = args[:1] == ["--wait"]
+    if wait:
+        args = args[1:]
     if len(args) != 2:
-        sys.stderr.write("usage: python -m pipeline.asr.worker REQUEST_JSON RESULT_JSON\n")
+        sys.stderr.write("usage: python -m pipeline.asr.worker [--wait] REQUEST_JSON RESULT_JSON\n")
         os._exit(2)
     faulthandler.enable(file=sys.stderr, all_threads=True)
     # On a timeout the parent sends SIGTERM: dump every thread's stack to the log (where did it hang?), die.
@@ -229,7 +253,7 @@ def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> NoRet
     emit = _Events(_protocol_stream())
     code = 0
     try:
-        run(Path(args[0]), Path(args[1]), hooks or Hooks(), emit)
+        run(Path(args[0]), Path(args[1]), hooks or Hooks(), emit, wait=wait)
     except BaseException as exc:  # the parent reads our last stderr line as the reason
         traceback.print_exc()
         sys.stderr.write(f"{type(exc).__name__}: {' '.join(str(exc).split())}\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import psutil
 import pytest
 from conftest import ffmpeg
 
@@ -118,3 +119,8 @@ def test_the_media_moved_away_after_prepare(pipeline_cli, clips, tmp_path):
     run = pipeline_cli("run", prepared.job_id, check=False)
     assert run.result.returncode == 1
     assert "stage extract failed" in run.result.stderr and "clip.wav" in run.result.stderr
+    # The ASR worker started ahead of the audio, to load its model during the extract, is gone with it.
+    assert "asr attempt 1" in (log := (prepared.folder / "pipeline.log").read_text()) and "not used" in log
+    folder = str(prepared.folder)
+    leftovers = [p.pid for p in psutil.process_iter(["cmdline"]) if any(folder in a for a in p.info["cmdline"] or ())]
+    assert not leftovers, "the early ASR worker outlived its job"

@@ -33,6 +33,8 @@ def test_prepare_status_run_and_rerun(pipeline_cli, clips):
     pipeline_cli("run", job_id)
     first = _manifest(folder)
     assert all(s["state"] == "done" for s in first["stages"].values())
+    # The ASR worker was started before the extract, and loaded its model meanwhile.
+    assert first["stages"]["transcribe"]["attempts"][0]["ahead_s"] >= first["stages"]["extract"]["wall_s"]
     again = pipeline_cli("run", job_id)  # nothing left to do: no stage is redone
     assert _manifest(folder)["stages"] == first["stages"]
     assert "done in" not in again.result.stderr

@@ -3,7 +3,8 @@
     python tests/faults/faulty_worker.py SPEC_JSON REQUEST_JSON RESULT_JSON
 
 SPEC_JSON: {"point": HOOK, "action": ACTION, "index": CHUNK (after_chunk only), "once": TOKEN_PATH,
-"pidfile": PATH, "orphan": bool, "ignore_term": bool}. With "once", only the first worker that manages to
+"pidfile": PATH, "orphan": bool, "ignore_term": bool}. Action "report" injects nothing: it writes the pidfile
+and carries on, so that a test knows the worker got that far. With "once", only the first worker that manages to
 create TOKEN_PATH faults; later workers in the chain run clean, so a test can crash one attempt, not the next.
 The point of this module is that the faults are real: a null-pointer read, abort(), SIGKILL, a process that
 never returns, bytes that are really half written. Nothing here is simulated by return values.
@@ -24,7 +25,7 @@ from typing import Any
 from pipeline.asr import worker
 
 POINTS = ("after_load", "after_chunk", "before_result_write", "after_result_before_marker", "after_marker")
-ACTIONS = ("segv", "abort", "kill", "exit", "raise", "hang", "half", "forge", "tamper", "bad_marker")
+ACTIONS = ("segv", "abort", "kill", "exit", "raise", "hang", "half", "forge", "tamper", "bad_marker", "report")
 
 
 def forged_payload(payload: bytes) -> bytes:
@@ -57,6 +58,8 @@ class FaultHooks(worker.Hooks):
             if self.spec.get("orphan"):  # a grandchild that would outlive a worker killed alone
                 pids["child"] = subprocess.Popen(["sleep", "1000"]).pid
             Path(pidfile).write_text(json.dumps(pids))
+        if action == "report":  # no fault: the pidfile only says that the worker got this far
+            return
         sys.stderr.write(f"faulty_worker: injecting {action} at {self.spec['point']}\n")
         sys.stderr.flush()
         if action == "segv":
