@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -50,10 +51,16 @@ def get_engine(
     if name not in ENGINES:
         raise PipelineError(f"unknown translation engine {name!r}; engines: {', '.join(ENGINES)}")
     if name != "ct2":
-        return _engine(name, None, "", "")
-    if not mt_model_dir:
+        key: tuple[str, str | None, str, str] = (name, None, "", "")
+    elif not mt_model_dir:
         raise PipelineError("translation engine 'ct2' needs a model folder (--mt-model-dir)")
-    return _engine(name, str(Path(mt_model_dir).expanduser().resolve()), device, compute_type)
+    else:
+        key = (name, str(Path(mt_model_dir).expanduser().resolve()), device, compute_type)
+    with _ENGINES_LOCK:  # the translate stage's routes run in threads: one model load, not one per route
+        return _engine(*key)
+
+
+_ENGINES_LOCK = threading.Lock()
 
 
 @cache
