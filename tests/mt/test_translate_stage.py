@@ -4,6 +4,7 @@ failed route that loses none of the others."""
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def _job(tmp_path: Path, routes: list[dict]) -> stages.Context:
 def _route(target: str, *languages: str) -> dict:
     """en -> languages... -> target, all through Apertium."""
     path = ["en", *languages, target]
-    return {"target": target, "hops": [{"engine": "apertium", "src": a, "tgt": b} for a, b in zip(path, path[1:])]}
+    return {"target": target, "hops": [{"engine": "apertium", "src": a, "tgt": b} for a, b in pairwise(path)]}
 
 
 def _text(ctx: stages.Context, language: str) -> str:
