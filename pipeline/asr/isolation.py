@@ -1,7 +1,8 @@
 """Run ASR backends in worker processes, so that no crash, hang or leak of a backend can lose finished work.
 
 `run_isolated` tries the profile's fallback chain in order. Per attempt it spawns `pipeline.asr.worker` in its
-own process group, reads progress from the worker's stdout, appends its stderr to the job log, and decides:
+own process group, reads progress from the worker's stdout, copies its stderr into the job log, and decides
+(the first attempt may be a `WarmStart`: a worker started ahead of its audio, its model loaded meanwhile):
 
 | worker ended                                  | result + marker        | outcome    | then          |
 |-----------------------------------------------|------------------------|------------|---------------|
