@@ -503,12 +503,6 @@ def _finish(
         return failed, None
     worker, watch = launch.process, _Watch(launch.started)
     timed_out, go_at = False, None
-
-    def stop() -> None:
-        # Also on Ctrl-C (the worker is in its own session, so the terminal's SIGINT never reached it)
-        # and on an exception from on_progress: both propagate once the worker's group is gone.
-        worker.stop()
-
     try:
         if launch.waiting:
             go_at = launch.go()
@@ -522,7 +516,9 @@ def _finish(
                 timed_out = True
                 break
     finally:
-        code, rss, tail = launch.reap(stop)
+        # Also on Ctrl-C (the worker is in its own session, so the terminal's SIGINT never reached it)
+        # and on an exception from on_progress: both propagate once the worker's group is gone.
+        code, rss, tail = launch.reap(worker.stop)
     wall_s = round(time.monotonic() - launch.started, 3)
     while True:  # events written just before the worker exited
         try:
@@ -569,13 +565,17 @@ def _summary(attempt: Attempt) -> str:
     return text + (f" ({attempt.error})" if attempt.error else "")
 
 
+def _log_file(workdir: Path, log_path: Path | None) -> Path:
+    return Path(log_path) if log_path else Path(workdir) / "asr.log"
+
+
 def _prepared(workdir: Path, log_path: Path | None) -> tuple[Path, Path]:
     """The attempt folder's parent and the log, created; stale attempts of an earlier run removed."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in workdir.glob("attempt-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    log_path = Path(log_path) if log_path else workdir / "asr.log"
+    log_path = _log_file(workdir, log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     return workdir, log_path
 
@@ -624,8 +624,7 @@ class WarmStart:
 
 def _abandon(launch: _Launch, why: str) -> None:
     if launch.process is not None:
-        process = launch.process
-        launch.reap(lambda: process.kill())
+        launch.reap(launch.process.kill)
     _log(launch.log_path, f"== asr attempt {launch.number}: {launch.request.backend} {why}")
 
 
@@ -644,13 +643,9 @@ def run_isolated(
     if not chain:
         raise ValueError("run_isolated needs at least one AsrRequest")
     argv = list(worker_argv) if worker_argv else default_worker_argv()
-    if warm is not None:  # its attempt folder is the fresh one; only a mismatch needs the sweep
-        workdir, log_path = Path(workdir), Path(log_path) if log_path else Path(workdir) / "asr.log"
-        first = warm.take(chain[0], workdir, log_path, argv)
-    else:
-        first = None
-    if first is None:
-        workdir, log_path = _prepared(workdir, log_path)
+    # A warm worker's attempt folder is already the fresh one; without it, sweep the stale ones.
+    first = warm.take(chain[0], Path(workdir), _log_file(workdir, log_path), argv) if warm else None
+    workdir, log_path = (Path(workdir), _log_file(workdir, log_path)) if first else _prepared(workdir, log_path)
     attempts: list[Attempt] = []
     for number, request in enumerate(chain, start=1):
         launch = first if number == 1 and first else _launch(number, request, workdir, log_path, argv, wait=False)

@@ -102,12 +102,13 @@ def _tune_heap() -> None:
     - No mmap: CTranslate2's largest buffers (the encoder's attention scores, 8 heads x 1500 x 1500 floats per
       30 s window, 144 MB for a batch of two) are above any mmap threshold, so glibc maps them fresh for every
       layer and unmaps them on free: faster-whisper base int8 page-faulted 640,000 times on 36 s of speech and
-      spent 17 % of its CPU time in the kernel. Kept on the heap and reused, 20 minutes of speech ran in
-      102 s instead of 122 s (faster-whisper called directly: 122 s), at a peak of 744 MB (directly: 735 MB).
-      glibc still maps a block when the heap cannot grow, so no allocation fails for this.
+      spent 17 % of its CPU time in the kernel. Kept on the heap and reused: 170,000 faults, and 20 minutes
+      of speech in 0.9 of the time faster-whisper called directly takes, at a peak of 733 MB (directly:
+      716 MB; with mmap the worker peaked at 536 MB). glibc still maps a block when the heap cannot grow, so
+      no allocation fails for this.
     - One arena: CTranslate2's and onnxruntime's threads would otherwise each keep an arena of fragments of
       the last chunk's buffers, and the peak would creep with the media's length; with one arena and a trim
-      per chunk it is flat (60 s: 731 MB, 20 min: 744 MB).
+      per chunk it is flat (1 min: 706 MB, 20 min: 733 MB; benchmarks/README.md).
     whisperx does not ask: torch's intra-op threads allocate all the time and would queue on one arena."""
     with contextlib.suppress(OSError, AttributeError):
         libc = _libc()
@@ -178,10 +179,8 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events, *, w
     load_s = round(time.monotonic() - started, 3)
     emit("loaded", load_s=load_s)
     hooks.after_load()
-    waited = time.monotonic()
     if wait and not _await_go():
         return  # the pipeline did not get as far as its audio (a failed extract, Ctrl-C)
-    wait_s = round(time.monotonic() - waited, 3) if wait else 0.0
     total = audio.duration(request.audio)
 
     segments: list[Segment] = []
@@ -219,7 +218,6 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events, *, w
         "versions": _versions(),
         "chunk_seconds": chunk_seconds,
         "load_s": load_s,
-        "wait_s": wait_s,
         "wall_s": round(time.monotonic() - started, 3),
         "peak_rss_mb": peak_rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
         "pid": os.getpid(),
