@@ -16,17 +16,15 @@ from typing import Any
 
 from benchmarks import clips
 from benchmarks.harness import (
-    ROUND_RETRIES,
-    STEAL_LIMIT,
     Context,
     Run,
+    alternate,
     clean_env,
     measure,
     pipeline_settings,
     pipeline_transcribe,
     read_job,
     stage_breakdown,
-    stolen,
 )
 from benchmarks.overhead import raw_argv
 
@@ -50,23 +48,18 @@ def job_facts(run: Run, ctx: Context, duration: float) -> dict[str, Any]:
 
 
 def measured(
-    ctx: Context,
-    label: str,
-    argv: list[str],
-    discarded: list[Run],
-    facts: Callable[[Run], dict[str, Any]] | None = None,
-) -> Run:
-    """One run, made again (at most ROUND_RETRIES times) while the hypervisor stole more than STEAL_LIMIT of its
-    wall time: peaks do not move with steal, but the wall times and RTFs reported beside them do."""
-    for retry in range(ROUND_RETRIES + 1):
+    ctx: Context, label: str, argv: list[str], facts: Callable[[Run], dict[str, Any]] | None = None
+) -> list[Run]:
+    """One run, as a round of one (`alternate`): made again while the hypervisor stole more than STEAL_LIMIT of
+    its wall time. Peaks do not move with steal, but the wall times and RTFs reported beside them do. The last
+    run counts; those before it are marked discarded."""
+
+    def once(_: int) -> Run:
         run = measure(label, argv, environ=clean_env())
         run.facts = facts(run) if facts else {}
-        if retry == ROUND_RETRIES or not stolen(run):
-            return run
-        ctx.say(f"  {label} again: {run.steal_s:.1f} s stolen of {run.wall_s:.1f} s (limit {STEAL_LIMIT:.0%})")
-        run.facts["discarded"] = True
-        discarded.append(run)
-    raise AssertionError("unreachable")
+        return run
+
+    return alternate(1, [(label, once)], ctx.say)
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -85,8 +78,8 @@ def run(ctx: Context) -> dict[str, Any]:
         )
         for label, clip in points.items():
             command = pipeline_transcribe(clip.path, backend, model_dir, ctx.out_root)
-            facts = partial(job_facts, ctx=ctx, duration=clip.duration_s)
-            run = measured(ctx, f"{backend} {label}", command, discarded, facts)
+            made = measured(ctx, f"{backend} {label}", command, partial(job_facts, ctx=ctx, duration=clip.duration_s))
+            run, discarded = made[-1], discarded + made[:-1]
             ctx.say(
                 f"  {label:<6} {clip.duration_s:6.0f} s audio: {run.wall_s:7.1f} s wall, job peak "
                 f"{run.facts['job_peak_rss_mb']:.0f} MB, worker {run.facts['worker_peak_rss_mb']:.0f} MB, "
@@ -99,7 +92,8 @@ def run(ctx: Context) -> dict[str, Any]:
     if "faster-whisper" in runs:
         scratch = ctx.scratch(NAME)
         argv = raw_argv(points["long"].path, model_dir, scratch / "raw-long.json", settings["faster-whisper"])
-        raw = measured(ctx, "raw faster-whisper long", argv, discarded)
+        made = measured(ctx, "raw faster-whisper long", argv)
+        raw, discarded = made[-1], discarded + made[:-1]
         ctx.say(
             f"  raw faster-whisper on {points['long'].duration_s:.0f} s: {raw.wall_s:.1f} s wall, "
             f"{raw.cpu_s:.1f} s CPU, peak {raw.max_rss_mb:.0f} MB"
