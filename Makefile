@@ -110,8 +110,8 @@ e2e-image:
 	$(need_profile)
 	images/build.sh $(PROFILE) e2e
 	mkdir -p $(RESULTS_DIR)
-	$(ENGINE_ENV); docker run --rm --network none $(if $(filter True,$(call fact,gpus)),--gpus all) \
-		-e PIPELINE_PROFILE=$(PROFILE) -e PIPELINE_RESULTS_DIR=/results -v $(abspath $(RESULTS_DIR)):/results \
+	$(ENGINE_ENV); docker run --rm --network none --user "$$(id -u):$$(id -g)" \
+		$(if $(filter True,$(call fact,gpus)),--gpus all) -e PIPELINE_PROFILE=$(PROFILE) -e PIPELINE_RESULTS_DIR=/results -v $(abspath $(RESULTS_DIR)):/results \
 		$(call fact,image)-e2e -n 2 --junitxml=/results/junit-e2e-$(PROFILE)-image.xml tests/e2e
 
 engine:

@@ -245,11 +245,18 @@ COPY matrix/profiles.toml /opt/pipeline/matrix/profiles.toml
 RUN pipeline models install {matrix.defaults["test_model"]}
 
 ENV PIPELINE_PROFILE={profile.name}{gpu_env}
-{gpu_libs}ENTRYPOINT ["pipeline"]
+{gpu_libs}# Not root: files written into a mounted folder belong to this user, or to the caller with
+# `docker run --user "$(id -u):$(id -g)"` (any uid works: HOME is writable by all, nothing else is written).
+RUN useradd --uid 1000 --user-group --home-dir /home/pipeline --create-home --shell /usr/sbin/nologin pipeline \
+ && chmod 1777 /home/pipeline
+USER pipeline
+WORKDIR /home/pipeline
+ENTRYPOINT ["pipeline"]
 CMD ["--help"]
 
 # The E2E suites inside the image (`make e2e-image PROFILE={profile.name}`): test tools and test data on top.
 FROM runtime AS e2e
+USER root
 RUN apt-get update \\
  && apt-get install -y --no-install-recommends {test} \\
  && rm -rf /var/lib/apt/lists/*
@@ -258,6 +265,7 @@ RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \\
     pip install --no-index --find-links /wheelhouse -r /opt/pipeline/requirements-e2e.lock
 COPY pyproject.toml /src/pyproject.toml
 COPY tests /src/tests
+USER pipeline
 WORKDIR /src
 ENTRYPOINT ["python", "-m", "pytest"]
 CMD ["-n", "2", "tests/e2e"]

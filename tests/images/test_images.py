@@ -88,7 +88,10 @@ def out(tmp_path: Path) -> Iterator[Path]:
     yield folder
 
 
-def _transcribe(env: dict[str, str], image: str, out: Path, *extra: str) -> tuple[Run, str]:
+def _transcribe(
+    env: dict[str, str], image: str, out: Path, *extra: str, user: str | None = None
+) -> tuple[Run, str]:
+    """As the images README says: no network, and the caller's uid (or `user`) for the files it writes."""
     mounts = ["-v", f"{FIXTURES}:/data:ro", "-v", f"{out}:/out"]
     result = docker(
         env,
@@ -96,6 +99,8 @@ def _transcribe(env: dict[str, str], image: str, out: Path, *extra: str) -> tupl
         "--rm",
         "--network",
         "none",
+        "--user",
+        user or f"{os.getuid()}:{os.getgid()}",
         *mounts,
         image,
         "transcribe",
@@ -133,6 +138,18 @@ def test_cpu_image_transcribes_real_speech_offline(engine: dict[str, str], cpu_i
     assert (asr["backend"], asr["device"]) == (profile.backend, profile.device)
     # The manifest records what CTranslate2 actually ran: int8 on a CPU is int8 weights with float32 activations.
     assert asr["compute_type"].split("_")[0] == profile.compute_type, asr["compute_type"]
+
+
+def test_cpu_image_runs_unprivileged_and_writes_as_the_callers_uid(
+    engine: dict[str, str], cpu_image: str, out: Path
+) -> None:
+    """Root in the image would leave root-owned files in the user's folder; `--user` maps the caller's uid."""
+    whoami = docker(engine, "run", "--rm", "--network", "none", "--entrypoint", "id", cpu_image, "-u")
+    assert whoami.returncode == 0 and whoami.stdout.strip() != "0", whoami
+    out.chmod(0o777)  # a folder the (arbitrary) uid below may write, as a user's own folder would be
+    _transcribe(engine, cpu_image, out, user="4321:4321")
+    written = [p for p in out.rglob("*")]
+    assert written and {p.stat().st_uid for p in written} == {4321}, {str(p): p.stat().st_uid for p in written}
 
 
 def test_cpu_image_help_and_entrypoint(engine: dict[str, str], cpu_image: str) -> None:
