@@ -33,8 +33,10 @@ class WhisperXBackend(ChunkByChunk):
         asr_options = {"beam_size": request.beam_size, "initial_prompt": request.initial_prompt}
         # Words: whisperx's wav2vec2 aligner from ALIGN_MODEL_DIR, else Whisper's cross-attention, computed by the
         # model itself as it decodes (whisperx_words.CrossAttentionWords).
-        # The aligner is per language: with SOURCE_LANGUAGE=auto it loads once the first chunk has named it.
-        self._align_dir = request.align_model_dir if request.word_timestamps else ""
+        # The aligner is per language: with SOURCE_LANGUAGE=auto it loads once the first chunk has named it. A
+        # translation's words are English, not the spoken language's aligner's: cross-attention times them.
+        aligned = request.word_timestamps and request.task == "transcribe"
+        self._align_dir = request.align_model_dir if aligned else ""
         self._aligner: tuple[Any, dict[str, Any]] | None = None
         self._words_model: whisperx_words.CrossAttentionWords | None = None
         if self._align_dir and request.language:

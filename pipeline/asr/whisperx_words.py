@@ -67,7 +67,7 @@ class CrossAttentionWords(WhisperModel):
             self.words.extend([] for _ in frames)
             return out
         windows = [
-            [{"seek": 0, "start": 0.0, "end": n / self.frames_per_second, "tokens": tokenizer.encode(" " + t.strip())}]
+            [{"seek": 0, "start": 0.0, "end": n / self.frames_per_second, "tokens": _tokens(tokenizer, t)}]
             for t, n in zip(out["text"], frames, strict=True)
         ]
         if any(t.strip() for t in out["text"]):  # a window with no text aligns to no words
@@ -83,6 +83,11 @@ class CrossAttentionWords(WhisperModel):
         self.words.extend(window[0].get("words", []) for window in windows)
         self._encoded = None
         return out
+
+
+def _tokens(tokenizer: Any, text: str) -> list[int]:
+    """The window's text as tokens again (whisperx keeps only the text): what the cross-attention is aligned to."""
+    return tokenizer.encode(" " + text.strip()) if text.strip() else []
 
 
 def timed_segments(segments: Iterable[dict[str, Any]], words: Sequence[list[dict[str, Any]]]) -> list[Segment]:
@@ -131,17 +136,18 @@ def load_aligner(folder: str, language: str, device: str) -> tuple[Any, dict[str
     where = f"ALIGN_MODEL_DIR={folder}"
     if not Path(folder).is_dir():
         raise PipelineError(f"{where} is not a folder; allowed: a folder holding whisperx's aligner, or empty")
+    name = DEFAULT_ALIGN_MODELS_TORCH.get(language) or DEFAULT_ALIGN_MODELS_HF.get(language)
+    if name is None:
+        log.info("whisperx has no aligner for %r; words from Whisper's cross-attention instead", language)
+        return None
     if language in DEFAULT_ALIGN_MODELS_TORCH:
-        name = DEFAULT_ALIGN_MODELS_TORCH[language]
         checkpoint = Path(folder) / Path(getattr(torchaudio.pipelines, name)._path).name
         if not checkpoint.is_file():
             raise PipelineError(
                 f"{where} has no {checkpoint.name} (torchaudio's {name}, whisperx's aligner for {language!r})"
             )
-    elif language not in DEFAULT_ALIGN_MODELS_HF:
-        log.info("whisperx has no aligner for %r; words from Whisper's cross-attention instead", language)
-        return None
-    nltk.data.path.insert(0, folder)  # punkt_tab may live in the same folder (tokenizers/punkt_tab/...)
+    if folder not in nltk.data.path:  # punkt_tab may live in the same folder (tokenizers/punkt_tab/...)
+        nltk.data.path.insert(0, folder)
     try:
         nltk.data.find("tokenizers/punkt_tab")
     except LookupError:
@@ -151,10 +157,11 @@ def load_aligner(folder: str, language: str, device: str) -> tuple[Any, dict[str
         ) from None
     try:
         return load_align_model(language_code=language, device=device, model_dir=folder, model_cache_only=True)
-    except Exception as exc:  # whisperx prints the library's error and raises a ValueError about the hub
+    except Exception as exc:  # a Hugging Face model missing from the cache, a damaged checkpoint ...
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise PipelineError(
-            f"{where}: whisperx's aligner for {language!r} ({DEFAULT_ALIGN_MODELS_HF[language]}) is not in it "
-            f"as a Hugging Face cache ({type(exc).__name__})"
+            f"{where}: cannot load whisperx's aligner for {language!r} ({name}) from it "
+            f"(a torchaudio checkpoint or a Hugging Face cache): {reason}"
         ) from None
 
 

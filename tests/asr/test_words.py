@@ -90,6 +90,22 @@ def test_aligner_folder_without_the_hugging_face_model(request_for: MakeRequest,
         load_backend_class("whisperx")(request)
 
 
+def test_a_damaged_torchaudio_checkpoint_is_read_from_the_folder(
+    request_for: MakeRequest, tmp_path: Path, monkeypatch
+) -> None:
+    """With the checkpoint's file in the folder, torchaudio reads it there instead of fetching it: a damaged one is
+    a one-line error naming the key, not a download."""
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "path", [])
+    (tmp_path / "tokenizers" / "punkt_tab" / "english").mkdir(parents=True)
+    (tmp_path / "wav2vec2_fairseq_base_ls960_asr_ls960.pth").write_bytes(b"not a checkpoint")
+    request = request_for("whisperx", word_timestamps=True, align_model_dir=str(tmp_path))
+    with pytest.raises(PipelineError, match=r"ALIGN_MODEL_DIR=.*cannot load .*'en' \(WAV2VEC2_ASR_BASE_960H\)") as err:
+        load_backend_class("whisperx")(request)
+    assert "\n" not in str(err.value)
+
+
 def test_a_language_without_an_aligner_gets_cross_attention_words(request_for: MakeRequest, tmp_path: Path) -> None:
     from pipeline.asr.whisperx_words import load_aligner
 
