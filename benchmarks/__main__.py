@@ -21,6 +21,7 @@ from benchmarks.harness import RESULTS, ROOT, WORK, Context, busy_processes, mac
 
 # Name -> module:function, in the order they run: the cheap and the essential first.
 BENCHMARKS = {
+    "default-vs-faster-whisper": "benchmarks.headline:run",  # the headline: what a user gets by default
     "startup": "benchmarks.startup:run",
     "overhead-faster-whisper": "benchmarks.overhead:run",
     "memory-vs-length": "benchmarks.memory:run",

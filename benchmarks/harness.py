@@ -256,20 +256,11 @@ def pipeline_argv() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline"]
 
 
-def pipeline_transcribe(clip: Path, backend: str, model: Path, out_root: Path, *extra: str) -> list[str]:
-    """`pipeline transcribe CLIP --backend B --model M --out OUT [EXTRA]`: the command every benchmark times."""
-    return [
-        *pipeline_argv(),
-        "transcribe",
-        str(clip),
-        "--backend",
-        backend,
-        "--model",
-        str(model),
-        "--out",
-        str(out_root),
-        *extra,
-    ]
+def pipeline_transcribe(clip: Path, backend: str | None, model: Path | None, out_root: Path, *extra: str) -> list[str]:
+    """`pipeline transcribe CLIP --backend B --model M --out OUT [EXTRA]`: the command every benchmark times.
+    A backend or model of None is left to the profile (the default a user gets)."""
+    chosen = [*(["--backend", backend] if backend else []), *(["--model", str(model)] if model else [])]
+    return [*pipeline_argv(), "transcribe", str(clip), *chosen, "--out", str(out_root), *extra]
 
 
 def read_job(run: Run, out_root: Path, *, keep: bool = False) -> dict[str, Any]:
@@ -419,18 +410,19 @@ class Context:
         return folder
 
 
-def pipeline_settings(backend: str) -> dict[str, Any]:
-    """The pipeline's defaults (pipeline.config) and the device/compute type it resolves for `backend` here:
-    what the peer must be given to do exactly the same work."""
+def pipeline_settings(backend: str | None) -> dict[str, Any]:
+    """The pipeline's defaults (pipeline.config) and the device/compute type it resolves for `backend` (None: the
+    profile's own) here: what the peer must be given to do exactly the same work."""
     from pipeline import config, hardware
     from pipeline.profiles import load_matrix
 
-    cfg = config.build([("benchmark", {"WHISPER_BACKEND": backend})])
+    cfg = config.build([("benchmark", {"WHISPER_BACKEND": backend} if backend else {})])
     hw = hardware.detect()
     profile = hardware.resolve_profile(cfg, load_matrix(), hw)
     choice = hardware.resolve_chain(cfg, profile, hw)[0]
     return {
         "profile": profile.name,
+        "model": profile.model,
         "backend": choice.backend,
         "device": choice.device,
         "compute_type": choice.compute_type,

@@ -22,6 +22,7 @@ from benchmarks.harness import (
     Context,
     Run,
     alternate,
+    clean_env,
     compare,
     counted,
     measure,
@@ -35,9 +36,9 @@ from benchmarks.harness import (
 RAW_MLX = Path(__file__).with_name("raw_mlx_whisper.py")
 
 
-def _pipeline_side(ctx: Context, command: list[str]):
+def _pipeline_side(ctx: Context, command: list[str], environ: dict[str, str] | None = None):
     def go(index: int) -> Run:
-        run = measure("pipeline", command)
+        run = measure("pipeline", command, environ=environ)
         manifest = read_job(run, ctx.out_root)
         stages = stage_breakdown(manifest)
         run.facts = {
@@ -171,7 +172,9 @@ def run_whisperx(ctx: Context) -> dict[str, Any]:
         run.facts = {"text": (scratch / f"{clip.path.stem}.txt").read_text(encoding="utf-8")}
         return run
 
-    runs = alternate(pairs, [("pipeline", _pipeline_side(ctx, pipeline_cmd)), ("peer", peer)], ctx.say)
+    # The same work as `--no_align`: the pipeline's whisperx would otherwise time words (cross-attention).
+    same_work = clean_env(WHISPER_WORD_TIMESTAMPS="false")
+    runs = alternate(pairs, [("pipeline", _pipeline_side(ctx, pipeline_cmd, same_work)), ("peer", peer)], ctx.say)
     return _result(
         name,
         "whisperx CLI",

@@ -1,6 +1,7 @@
 """faster-whisper called directly, as a user's own script would: the peer of
-`pipeline transcribe --backend faster-whisper`. Same options as the pipeline's backend passes; prints one JSON
-line with its phases and writes the segments (with words) to --output.
+`pipeline transcribe --backend faster-whisper` (given the options the pipeline's backend passes) and of the
+default `pipeline transcribe` (given none: --batch-size and --beam-size left out are faster-whisper's own
+defaults). Prints one JSON line with its phases and writes the segments (with words, if asked) to --output.
 
     python benchmarks/raw_faster_whisper.py AUDIO --model DIR --output OUT.json [options]
 """
@@ -21,8 +22,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compute-type", default="int8")
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--beam-size", type=int, help="default: faster-whisper's")
+    parser.add_argument("--batch-size", type=int, help="default: BatchedInferencePipeline's")
     parser.add_argument("--vad", type=int, default=1)
     parser.add_argument("--word-timestamps", type=int, default=1)
     parser.add_argument("--language")
@@ -39,18 +40,20 @@ def main() -> None:
         cpu_threads=args.threads,
         local_files_only=True,
     )
-    batched = BatchedInferencePipeline(model) if args.batch_size > 1 and args.vad else None
+    batched = BatchedInferencePipeline(model) if (args.batch_size or 2) > 1 and args.vad else None
     loaded = time.perf_counter()
     options = dict(
         language=args.language,
         task=args.task,
-        beam_size=args.beam_size,
         word_timestamps=bool(args.word_timestamps),
         initial_prompt=None,
         vad_filter=bool(args.vad),
     )
+    if args.beam_size is not None:
+        options["beam_size"] = args.beam_size
     if batched is not None:
-        segments, info = batched.transcribe(args.audio, batch_size=args.batch_size, **options)
+        batch = {} if args.batch_size is None else {"batch_size": args.batch_size}
+        segments, info = batched.transcribe(args.audio, **batch, **options)
     else:
         segments, info = model.transcribe(args.audio, **options)
     result = [

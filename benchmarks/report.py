@@ -76,8 +76,14 @@ def _context(results: list[dict[str, Any]]) -> str:
 
 
 def update_readme(directory: Path) -> None:
+    from benchmarks.__main__ import BENCHMARKS
+
     results = load(directory)
+    # A benchmark without a result file yet keeps its place in the table, saying so (never a made-up figure).
+    ran = {r["benchmark"] for r in results}
+    pending = [{"benchmark": name, "summary": [{"metric": "not yet run"}]} for name in BENCHMARKS if name not in ran]
+    shown = sorted([*results, *pending], key=lambda r: list(BENCHMARKS).index(r["benchmark"]))
     text = README.read_text(encoding="utf-8")
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
-    README.write_text(f"{head}{START}\n{_context(results)}\n\n{table(results)}\n{END}{tail}", encoding="utf-8")
+    README.write_text(f"{head}{START}\n{_context(results)}\n\n{table(shown)}\n{END}{tail}", encoding="utf-8")

@@ -139,6 +139,14 @@ def _path(raw: str) -> str:
         return str(Path(text))
 
 
+def _folder(raw: str) -> str:
+    """A folder that exists, or empty: a model folder the user names must be there when the job is prepared."""
+    path = _path(raw)
+    if path and not Path(path).is_dir():
+        raise ValueError("allowed: an existing folder, or empty (none)")
+    return path
+
+
 @dataclass(frozen=True)
 class Key:
     name: str  # the key users write in .env files and the environment
@@ -203,6 +211,13 @@ KEYS: tuple[Key, ...] = (
         "auto",
         "soft-subtitle mux into the video (subtitle workflow)",
     ),
+    Key(
+        "ALIGN_MODEL_DIR",
+        "align_model_dir",
+        _folder,
+        "",
+        "whisperx: a folder holding its wav2vec2 aligner (and nltk's punkt_tab) for word times; empty: Whisper's own",
+    ),
 )
 BY_NAME = {key.name: key for key in KEYS}
 
@@ -233,6 +248,7 @@ class Config:
     max_lines: int = 2
     max_cps: float = 17.0
     mux: str = "auto"
+    align_model_dir: str = ""  # whisperx's wav2vec2 aligner, offline (load_align_model's model_dir)
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_env(self) -> dict[str, str]:

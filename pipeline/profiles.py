@@ -44,7 +44,7 @@ class Profile:
     container: bool
     gpus: bool
     suites: tuple[str, ...]
-    fallback_device: str | None = None  # where fallbacks run when not on `device` (mps -> whisperx on cpu)
+    fallback_device: str | None = None  # where fallbacks run when not on `device` (mps -> faster-whisper on cpu)
     fallback_compute_type: str | None = None
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
 

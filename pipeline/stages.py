@@ -119,6 +119,7 @@ def _requests(ctx: Context, task: str, language: str | None) -> list[AsrRequest]
                 initial_prompt=(config.initial_prompt or None) if task == "transcribe" else None,
                 chunk_seconds=choice.chunk_seconds,
                 threads=config.threads,
+                align_model_dir=config.align_model_dir,
             )
         )
     return requests

@@ -90,6 +90,7 @@ class AsrRequest:
     word_timestamps: bool = False
     initial_prompt: str | None = None
     threads: int = 0  # 0: the library's default
+    align_model_dir: str = ""  # whisperx: wav2vec2 aligner folder (ALIGN_MODEL_DIR); empty: cross-attention words
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -126,7 +126,10 @@ class MlxBackend(ChunkByChunk):
                 )
                 for w in segment.get("words", ())
             )
-            yield Segment(start=float(segment["start"]), end=float(segment["end"]), text=text, words=words)
+            start, end = float(segment["start"]), float(segment["end"])
+            if words:  # mlx-whisper may time a segment's last word past its end: the segment holds its words
+                start, end = min(start, words[0].start), max(end, words[-1].end)
+            yield Segment(start=start, end=end, text=text, words=words)
 
     def detected_language(self) -> str | None:
         return self._language

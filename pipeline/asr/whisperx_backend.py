@@ -1,13 +1,16 @@
-"""whisperx: faster-whisper's engine behind pyannote VAD and batched decoding. The stable default.
+"""whisperx: faster-whisper's engine behind pyannote VAD and batched decoding, each window decoded without
+timestamps. The fallback behind faster-whisper (matrix/profiles.toml says why).
 
-Offline, whisperx works with a local model folder and its bundled pyannote VAD weights. Word alignment needs a
-wav2vec2 model that whisperx downloads, so words are left to the faster-whisper backend here.
+Offline, whisperx works with a local model folder and its bundled pyannote VAD weights. Its word aligner
+(wav2vec2) is a download; words come from ALIGN_MODEL_DIR's aligner or Whisper's own cross-attention
+(pipeline.asr.whisperx_words).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +25,31 @@ class WhisperXBackend(ChunkByChunk):
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")  # pyannote 4 telemetry: no connections
         import whisperx
 
+        from pipeline.asr import whisperx_words
+
         self.request = request
         self._language = request.language
+        threads = request.threads or 4
         asr_options = {"beam_size": request.beam_size, "initial_prompt": request.initial_prompt}
+        # Words: whisperx's wav2vec2 aligner from ALIGN_MODEL_DIR, else Whisper's cross-attention, computed by the
+        # model itself as it decodes (whisperx_words.CrossAttentionWords).
+        # The aligner is per language: with SOURCE_LANGUAGE=auto it loads once the first chunk has named it. A
+        # translation's words are English, not the spoken language's aligner's: cross-attention times them.
+        aligned = request.word_timestamps and request.task == "transcribe"
+        self._align_dir = request.align_model_dir if aligned else ""
+        self._aligner: tuple[Any, dict[str, Any]] | None = None
+        self._words_model: whisperx_words.CrossAttentionWords | None = None
+        if self._align_dir and request.language:
+            self._aligner = whisperx_words.load_aligner(self._align_dir, request.language, request.device)
+            self._align_dir = ""
+        if request.word_timestamps and self._aligner is None:
+            self._words_model = whisperx_words.CrossAttentionWords(
+                request.model_dir,
+                device=request.device,
+                compute_type=request.compute_type,
+                local_files_only=True,
+                cpu_threads=threads,
+            )
         self.pipeline = whisperx.load_model(
             request.model_dir,
             device=request.device,
@@ -34,13 +59,20 @@ class WhisperXBackend(ChunkByChunk):
             vad_method="pyannote",
             asr_options=asr_options,
             local_files_only=True,
-            threads=request.threads or 4,
+            threads=threads,
+            model=self._words_model,
         )
+        if self._words_model is not None:
+            self._words_model.watch(self.pipeline)
 
         self.device = request.device
         self.compute_type = getattr(self.pipeline.model.model, "compute_type", request.compute_type)
 
     def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:
+        from pipeline.asr import whisperx_words
+
+        if self._words_model is not None:
+            self._words_model.reset()
         result = self.pipeline.transcribe(
             audio,
             batch_size=self.request.batch_size,
@@ -48,10 +80,24 @@ class WhisperXBackend(ChunkByChunk):
             task=self.request.task,
         )
         self._language = self._language or result.get("language")
-        for segment in result["segments"]:
-            text = segment["text"].strip()
-            if text:
-                yield Segment(start=float(segment["start"]), end=float(segment["end"]), text=text)
+        if self._align_dir and self._language:
+            self._aligner = whisperx_words.load_aligner(self._align_dir, self._language, self.request.device)
+            self._align_dir = ""
+            if self._aligner is not None and self._words_model is not None:
+                self._words_model.enabled = False  # the aligner times every later chunk's words
+        if self._aligner is not None:
+            import whisperx
+
+            model, metadata = self._aligner
+            aligned = whisperx.align(result["segments"], model, metadata, audio, self.request.device)
+            yield from whisperx_words.aligned_segments(aligned["segments"])
+        elif self._words_model is not None:
+            yield from whisperx_words.timed_segments(result["segments"], self._words_model.words)
+        else:
+            for segment in result["segments"]:
+                text = segment["text"].strip()
+                if text:
+                    yield Segment(start=float(segment["start"]), end=float(segment["end"]), text=text)
 
     def detected_language(self) -> str | None:
         return self._language

@@ -21,9 +21,7 @@ def assert_rejected(run, *phrases: str) -> None:
 
 
 def test_missing_file(pipeline_cli, tmp_path):
-    assert_rejected(
-        pipeline_cli("transcribe", str(tmp_path / "nope.mp4"), check=False), "not found", "nope.mp4"
-    )
+    assert_rejected(pipeline_cli("transcribe", str(tmp_path / "nope.mp4"), check=False), "not found", "nope.mp4")
 
 
 def test_not_media(pipeline_cli, tmp_path):
@@ -91,13 +89,19 @@ def test_bad_value_in_the_environment_names_it(pipeline_cli, clips):
     assert_rejected(run, "environment", "WHISPER_BACKEND='openai-api'", "whisperx, faster-whisper, mlx")
 
 
+def test_align_model_dir_that_is_not_a_folder(pipeline_cli, clips, tmp_path):
+    missing = tmp_path / "no-aligner-here"
+    run = pipeline_cli(
+        "transcribe", clips["jfk"]["path"], "-s", "en", check=False, env={"ALIGN_MODEL_DIR": str(missing)}
+    )
+    assert_rejected(run, "environment", f"ALIGN_MODEL_DIR='{missing}'", "an existing folder")
+
+
 @pytest.mark.parametrize("job", ["../../etc", "job-20251203-me-0001/..", "a/b", "..", "job-x"])
 def test_job_ids_with_slashes_or_dots(pipeline_cli, job):
     run = pipeline_cli("run", job, check=False)
     assert run.result.returncode == 2
-    assert (
-        run.result.stderr.startswith("pipeline: error: ") and len(run.result.stderr.strip().splitlines()) == 1
-    )
+    assert run.result.stderr.startswith("pipeline: error: ") and len(run.result.stderr.strip().splitlines()) == 1
 
 
 def test_bad_value_in_a_job_file_names_the_file(pipeline_cli, clips):

@@ -22,6 +22,11 @@ def test_english_speech_detected_and_transcribed(pipeline_cli, clips, record_job
     data = json.loads(run.output("jfk", "en", "json").read_text(encoding="utf-8"))
     assert data["language"] == "en" and data["segments"]
     assert all(0 <= s["start"] < s["end"] <= jfk["duration"] + 0.5 for s in data["segments"])
+    # Words from the profile's default backend (WHISPER_WORD_TIMESTAMPS defaults to true): in order, in their segment.
+    words = [w for s in data["segments"] for w in s.get("words", ())]
+    assert all(s.get("words") for s in data["segments"]), data["segments"]
+    assert all(s["start"] <= w["start"] <= w["end"] <= s["end"] for s in data["segments"] for w in s["words"])
+    assert [w["start"] for w in words] == sorted(w["start"] for w in words)
     for fmt in ("srt", "vtt"):
         assert_readable(run.output("jfk", "en", fmt))
     asr = manifest["stages"]["transcribe"]

@@ -108,7 +108,7 @@ def test_word_timestamps_are_present_and_monotonic(runs: Runs, mlx_models: dict[
     assert all(0 <= w.start <= w.end <= 11.1 for w in words)
     assert all(a.start <= b.start and a.end <= b.end for a, b in itertools.pairwise(words))
     assert all(0 < w.probability <= 1 for w in words)
-    assert all(s.start <= s.words[0].start and s.words[-1].end <= s.end + 0.5 for s in segments)
+    assert all(s.start <= w.start <= w.end <= s.end for s in segments for w in s.words)  # inside their segment
 
 
 def test_parity_with_faster_whisper_on_jfk(
