@@ -1,7 +1,8 @@
 """Subtitle cues from ASR segments, following the usual reading rules.
 
 Three passes: timed tokens (word timings when the backend gave them, else the segment's time spread over its
-words by length), greedy packing into cues that fit the screen and `max_duration` (breaking at sentence or
+words by length; given where the audio has speech, a token edge that Whisper put in a pause moves to the edge of
+the speech it overlaps), greedy packing into cues that fit the screen and `max_duration` (breaking at sentence or
 clause ends where that costs little), then display timing (lengthen short cues into the following gap, never
 onto the next cue). Times are whole milliseconds throughout: SRT and VTT store milliseconds, so a cue that is
 valid here stays valid once written.
@@ -9,6 +10,7 @@ valid here stays valid once written.
 
 from __future__ import annotations
 
+import bisect
 import math
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -74,10 +76,14 @@ class _Token:
 
 
 def build_cues(
-    segments: Iterable[Segment], rules: ReadingRules = ReadingRules(), duration: float | None = None
+    segments: Iterable[Segment],
+    rules: ReadingRules = ReadingRules(),
+    duration: float | None = None,
+    speech: Sequence[tuple[float, float]] = (),
 ) -> list[Cue]:
-    """Cues for `segments`; given the media's `duration`, the last cue is not lengthened past its end."""
-    tokens = _tokens(segments, rules.max_line_chars)
+    """Cues for `segments`; given the media's `duration`, the last cue is not lengthened past its end. `speech`:
+    where the audio has speech (sorted (start, end) seconds, e.g. by VAD), to correct word times against."""
+    tokens = _tokens(segments, rules.max_line_chars, _Speech(speech) if speech else None)
     groups = _pack(tokens, rules)
     return _time(groups, rules, None if duration is None else _ms(duration))
 
@@ -130,7 +136,29 @@ def _hard_split(word: str, width: int) -> list[str]:
     return [*pieces, word]
 
 
-def _tokens(segments: Iterable[Segment], width: int) -> list[_Token]:
+class _Speech:
+    """Speech regions in ms, to correct the edges of word times by.
+
+    Whisper's cross-attention times are least sure next to silence: a word after a pause tends to start in it
+    (the decoder attends to the window's start), the last word before one to end in it. A start that lies in a
+    pause moves forward to where the speech it overlaps begins, an end that lies in one back to where that speech
+    ends. A word wholly inside a pause (the VAD missed soft speech) keeps its times."""
+
+    def __init__(self, regions: Sequence[tuple[float, float]]) -> None:
+        self.regions = sorted((_ms(a), _ms(b)) for a, b in regions if b > a)
+        self.starts = [a for a, _ in self.regions]
+
+    def snap(self, start: int, end: int) -> tuple[int, int]:
+        i = bisect.bisect_right(self.starts, start) - 1  # the last region that starts at or before `start`
+        if (i < 0 or start >= self.regions[i][1]) and i + 1 < len(self.regions) and self.starts[i + 1] < end:
+            start = self.starts[i + 1]
+        k = bisect.bisect_left(self.starts, end) - 1  # the last region that starts before `end`
+        if k >= 0 and end > self.regions[k][1] > start:
+            end = self.regions[k][1]
+        return start, end
+
+
+def _tokens(segments: Iterable[Segment], width: int, speech: _Speech | None = None) -> list[_Token]:
     tokens: list[_Token] = []
     for segment in segments:
         timed = [(_ms(w.start), _ms(w.end), w.text.split()) for w in segment.words] or [
@@ -140,6 +168,8 @@ def _tokens(segments: Iterable[Segment], width: int) -> list[_Token]:
         for start, end, words in timed:
             pieces = [piece for word in words for piece in _hard_split(word, width)]
             for lo, hi, text in _spread(start, end, pieces):
+                if speech is not None:
+                    lo, hi = speech.snap(lo, hi)
                 # Backends emit overlapping or backwards times; make starts monotonic and ends no earlier.
                 lo = max(lo, tokens[-1].start if tokens else 0, 0)
                 tokens.append(_Token(lo, max(hi, lo), text, _strength(text)))
