@@ -142,7 +142,8 @@ class _Speech:
     Whisper's cross-attention times are least sure next to silence: a word after a pause tends to start in it
     (the decoder attends to the window's start), the last word before one to end in it. A start that lies in a
     pause moves forward to where the speech it overlaps begins, an end that lies in one back to where that speech
-    ends. A word wholly inside a pause (the VAD missed soft speech) keeps its times."""
+    ends; so does a segment's without word times. A word wholly inside a pause (the VAD missed soft speech)
+    keeps its times."""
 
     def __init__(self, regions: Sequence[tuple[float, float]]) -> None:
         self.regions = sorted((_ms(a), _ms(b)) for a, b in regions if b > a)
@@ -166,10 +167,10 @@ def _tokens(segments: Iterable[Segment], width: int, speech: _Speech | None = No
         ]
         first = len(tokens)
         for start, end, words in timed:
+            if speech is not None:
+                start, end = speech.snap(start, end)
             pieces = [piece for word in words for piece in _hard_split(word, width)]
             for lo, hi, text in _spread(start, end, pieces):
-                if speech is not None:
-                    lo, hi = speech.snap(lo, hi)
                 # Backends emit overlapping or backwards times; make starts monotonic and ends no earlier.
                 lo = max(lo, tokens[-1].start if tokens else 0, 0)
                 tokens.append(_Token(lo, max(hi, lo), text, _strength(text)))

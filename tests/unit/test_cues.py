@@ -209,3 +209,82 @@ def test_devanagari_long_word_is_not_cut_inside_a_letter():
 def test_impossible_rules_are_refused(kwargs):
     with pytest.raises(PipelineError):
         ReadingRules(**kwargs)
+
+
+# --- word-timed cues, corrected against where the audio has speech ---------------------------------------------
+
+
+@st.composite
+def _timed_words(draw) -> tuple[list[Segment], list[Word]]:
+    """Plain words in order, as a backend with word times gives them, in one to three segments."""
+    texts = draw(st.lists(st.text(alphabet="abcdefghij", min_size=1, max_size=9), min_size=1, max_size=30))
+    words, at = [], draw(st.floats(0.0, 5.0))
+    for i, text in enumerate(texts):
+        at += draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 2.0])) if i else 0.0
+        length = draw(st.floats(0.05, 1.5))
+        words.append(Word(round(at, 3), round(at + length, 3), " " + text + draw(st.sampled_from(["", "", ",", "."]))))
+        at += length
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(words) - 1)), max_size=2)) if len(words) > 1 else [])
+    bounds = [0, *cuts, len(words)]
+    segments = [
+        Segment(words[a].start, words[b - 1].end, "".join(w.text for w in words[a:b]), tuple(words[a:b]))
+        for a, b in itertools.pairwise(bounds)
+    ]
+    return segments, words
+
+
+@st.composite
+def _speech(draw) -> list[tuple[float, float]]:
+    edges = sorted(draw(st.sets(st.floats(0.0, 60.0).map(lambda x: round(x, 3)), max_size=12)))
+    return [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=False) if b > a]
+
+
+def _in_pause(t: float, speech: list[tuple[float, float]]) -> bool:
+    return not any(a - EPS <= t < b for a, b in speech)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_timed_words(), _speech())
+def test_word_timed_cues_stay_on_their_words(timed, speech):
+    segments, words = timed
+    rules = ReadingRules()
+    cues = build_cues(segments, rules, speech=speech)
+    assert_valid(cues, segments, rules)  # the reading rules, monotone, no overlaps, every word once
+    first, previous_end = 0, -1.0
+    for cue in cues:
+        word = words[first]
+        # A cue starts on its first word: never before it, and where that word began in the audio.
+        assert word.start - EPS <= cue.start, (cue, word)
+        assert cue.start <= word.end + _FLOOR_AND_GAP, (cue, word)
+        moved = cue.start > max(word.start, previous_end + rules.min_gap) + EPS  # not by the cue before it
+        if speech and moved and _in_pause(cue.start, speech):
+            raise AssertionError(f"{cue} moved into a pause: {word}, {speech}")
+        first, previous_end = first + len(" ".join(cue.lines).split()), cue.end
+
+
+_FLOOR_AND_GAP = 0.3  # a cue squeezed by its neighbour still shows 250 ms, 40 ms before the next one
+
+
+def test_a_word_start_in_a_pause_moves_to_the_speech_onset():
+    # Whisper puts the first word after a silence early, in the silence; the VAD says where speech begins.
+    words = (Word(0.5, 1.4, " He"), Word(1.4, 1.6, " was"), Word(1.6, 2.0, " late."), Word(4.0, 4.6, " Again."))
+    segments = [Segment(0.5, 4.6, "He was late. Again.", words)]
+    rules = ReadingRules(min_duration=0.0, max_cps=100.0)
+    first, second = build_cues(segments, rules)
+    assert (first.start, second.start) == (0.5, 4.0)
+    first, second = build_cues(segments, rules, speech=[(1.2, 1.9), (4.1, 4.5)])
+    assert first.start == 1.2 and second.start == 4.1  # starts move forward onto the speech they overlap
+    assert first.end == 1.9 and second.end == 4.5  # ends that ran on into the silence move back
+
+
+def test_a_word_wholly_in_a_pause_keeps_its_times():
+    # The VAD can miss soft speech; a word it heard nothing under is left where Whisper put it.
+    words = (Word(0.5, 0.9, " Um,"), Word(2.0, 2.5, " yes."))
+    (cue,) = build_cues([Segment(0.5, 2.5, "Um, yes.", words)], speech=[(1.9, 2.6)])
+    assert cue.start == 0.5
+
+
+def test_segments_without_words_are_corrected_too():
+    # Translations and word-less backends: the segment's start is what moves.
+    (cue,) = build_cues([Segment(3.0, 6.0, "A whole sentence spoken here.")], speech=[(3.4, 5.9)])
+    assert cue.start == 3.4
