@@ -26,6 +26,9 @@ _CLOSERS = "\"'”’»)]}」』）"
 _SOFT_CUT_AFTER = frozenset("/.-_?&=#,;:、，。；：！？")
 _PAUSE_MS = 1500  # a silence this long ends a cue: text should not hang on screen across it
 _FLOOR_MS = 250  # shortest cue when overlapping input leaves no room: visible, yet little drift for the rest
+# A word placed late in the speech it begins moves back at most this far: further, the speech before it is more
+# likely an untranscribed sound than the word.
+_LEAD_MS = 500
 _VIRAMA = 9  # canonical combining class of Indic viramas: the next letter joins a conjunct
 
 
@@ -149,10 +152,13 @@ class _Speech:
         self.regions = sorted((_ms(a), _ms(b)) for a, b in regions if b > a)
         self.starts = [a for a, _ in self.regions]
 
-    def snap(self, start: int, end: int) -> tuple[int, int]:
+    def snap(self, start: int, end: int, previous_end: int) -> tuple[int, int]:
         i = bisect.bisect_right(self.starts, start) - 1  # the last region that starts at or before `start`
         if (i < 0 or start >= self.regions[i][1]) and i + 1 < len(self.regions) and self.starts[i + 1] < end:
             start = self.starts[i + 1]
+        elif i >= 0 and previous_end <= self.starts[i] < start < self.regions[i][1]:
+            # The first word of a stretch of speech, starting inside it: the speech before it is its own.
+            start = max(self.starts[i], start - _LEAD_MS)
         k = bisect.bisect_left(self.starts, end) - 1  # the last region that starts before `end`
         if k >= 0 and end > self.regions[k][1] > start:
             end = self.regions[k][1]
@@ -168,7 +174,7 @@ def _tokens(segments: Iterable[Segment], width: int, speech: _Speech | None = No
         first = len(tokens)
         for start, end, words in timed:
             if speech is not None:
-                start, end = speech.snap(start, end)
+                start, end = speech.snap(start, end, tokens[-1].end if tokens else -1)
             pieces = [piece for word in words for piece in _hard_split(word, width)]
             for lo, hi, text in _spread(start, end, pieces):
                 # Backends emit overlapping or backwards times; make starts monotonic and ends no earlier.
