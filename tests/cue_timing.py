@@ -104,6 +104,20 @@ def librivox(clip: str) -> Source:
     raise FileNotFoundError(f"{clip} not in {LIBRIVOX}/transcription (apt-get install pocketsphinx-testdata)")
 
 
+def goforward(target: Path) -> Source:
+    """pocketsphinx-testdata's goforward.raw (another speaker: "go forward ten meters") as a WAV: the raw file
+    is already 16 kHz mono 16-bit little-endian PCM, so it only needs a header."""
+    raw = LIBRIVOX.parent / "goforward.raw"
+    if not raw.is_file():
+        raise FileNotFoundError(f"{raw} is missing (apt-get install pocketsphinx-testdata)")
+    with wave.open(str(target), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(raw.read_bytes())
+    return Source(target, "go forward ten meters", "pocketsphinx speaker")
+
+
 def build_clip(sources: Sequence[Source], silences: Sequence[float], target: Path, edge: float = 1.0) -> Clip:
     """`sources` one after another, `silences[i]` seconds of silence between source i and i+1 and `edge`
     seconds before the first and after the last; written to `target` (16 kHz mono WAV)."""
