@@ -342,7 +342,8 @@ def plots(rows: list[Row]) -> dict[str, bytes]:
                 names,
                 {s: [_pooled([r for r in systems[n] if r.suite == s], attr) for n in names] for s in suites},
                 label,
-                colors=colors,
+                "{:.3f}" if attr.endswith("_s") else "{:.2f}",  # seconds: to the millisecond SRT stores
+                colors,
             )
             ax.set_title(f"{attr}: {', '.join(suites)} suite" + ("s" if len(suites) > 1 else ""))
         fig.tight_layout()
