@@ -60,6 +60,12 @@ def _segment(draw) -> Segment:
     return Segment(start, end, text, words)
 
 
+@st.composite
+def _speech(draw) -> list[tuple[float, float]]:
+    edges = sorted(draw(st.sets(st.floats(0.0, 60.0).map(lambda x: round(x, 3)), max_size=12)))
+    return [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=False) if b > a]
+
+
 _rules = st.builds(
     lambda chars, lines, shortest, extra, cps, gap: ReadingRules(
         max_line_chars=chars, max_lines=lines, min_duration=shortest,
@@ -109,9 +115,9 @@ def test_invariants_with_default_rules(segments):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_segment(), max_size=6), _rules, st.none() | st.floats(0.0, 600.0))
-def test_invariants_with_any_rules(segments, rules, duration):
-    assert_valid(build_cues(segments, rules, duration), segments, rules)
+@given(st.lists(_segment(), max_size=6), _rules, st.none() | st.floats(0.0, 600.0), st.just([]) | _speech())
+def test_invariants_with_any_rules(segments, rules, duration, speech):
+    assert_valid(build_cues(segments, rules, duration, speech), segments, rules)
 
 
 def test_no_speech_gives_no_cues():
@@ -231,12 +237,6 @@ def _timed_words(draw) -> tuple[list[Segment], list[Word]]:
         for a, b in itertools.pairwise(bounds)
     ]
     return segments, words
-
-
-@st.composite
-def _speech(draw) -> list[tuple[float, float]]:
-    edges = sorted(draw(st.sets(st.floats(0.0, 60.0).map(lambda x: round(x, 3)), max_size=12)))
-    return [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=False) if b > a]
 
 
 def _in_pause(t: float, speech: list[tuple[float, float]]) -> bool:
