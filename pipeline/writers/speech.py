@@ -1,8 +1,8 @@
 """Where the audio has speech, to time cues by: Silero VAD (the ONNX model faster-whisper ships), a chunk at a time.
 
 The ASR's own VAD pads its speech generously (so that Whisper hears every onset); cue timing wants the edges
-themselves, so this pass runs Silero again with its own reference padding. It costs a fraction of a percent of
-the audio's duration, and holds one chunk at a time.
+themselves, so this pass runs Silero again with its own reference padding. Silero is small next to Whisper, and
+the pass holds one chunk at a time.
 """
 
 from __future__ import annotations
