@@ -118,9 +118,17 @@ def goforward(target: Path) -> Source:
     return Source(target, "go forward ten meters", "pocketsphinx speaker")
 
 
-def build_clip(sources: Sequence[Source], silences: Sequence[float], target: Path, edge: float = 1.0) -> Clip:
+def build_clip(
+    sources: Sequence[Source],
+    silences: Sequence[float],
+    target: Path,
+    edge: float = 1.0,
+    room_tone_db: float | None = None,
+) -> Clip:
     """`sources` one after another, `silences[i]` seconds of silence between source i and i+1 and `edge`
-    seconds before the first and after the last; written to `target` (16 kHz mono WAV)."""
+    seconds before the first and after the last; written to `target` (16 kHz mono WAV). `room_tone_db`: white
+    noise at that level (dB full scale) under the whole clip, as a room gives a recording (digital silence
+    between sentences is easier than real life); seeded, so the clip is the same on every run."""
     assert len(silences) == len(sources) - 1
     pieces, sentences, at = [np.zeros(round(edge * SAMPLE_RATE), np.float32)], [], edge
     for i, source in enumerate(sources):
@@ -131,6 +139,8 @@ def build_clip(sources: Sequence[Source], silences: Sequence[float], target: Pat
         pieces += [samples, np.zeros(round(gap * SAMPLE_RATE), np.float32)]
         at += len(samples) / SAMPLE_RATE + gap
     audio = np.concatenate(pieces)
+    if room_tone_db is not None:
+        audio += np.random.default_rng(0).standard_normal(len(audio)).astype(np.float32) * 10 ** (room_tone_db / 20)
     pcm = np.clip(np.round(audio * 32768), -32768, 32767).astype("<i2")
     with wave.open(str(target), "wb") as out:
         out.setnchannels(1)

@@ -2,9 +2,10 @@
 
 Each clip is sentences separated by silences of known length (tests/cue_timing.py builds them and measures
 where speech starts and ends in each source file): real speech by two different people (a LibriVox reader and
-President Kennedy), and synthetic speech by two espeak-ng voices. The real CLI subtitles them with the profile's
-backend and model; the SRT's cues are matched to the sentences and their start and end errors held to the
-matrix's gates (cue_start_median, cue_start_max, cue_end_median) and recorded in the results.
+President Kennedy) over room tone, and synthetic speech by two espeak-ng voices with digital silence between.
+The real CLI subtitles them with the profile's backend and model; the SRT's cues are matched to the sentences
+and their start and end errors held to the matrix's gates (cue_start_median, cue_start_max, cue_end_median)
+and recorded in the results.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ pytestmark = pytest.mark.e2e
 WORDLESS = {"whisperx"}
 BACKEND = "faster-whisper" if PROFILE.backend in WORDLESS else PROFILE.backend
 
+# Room tone under the real recordings, below their own noise floors (about -45 dB): real speech has no digital
+# silence between sentences.
+ROOM_TONE_DB = -50.0
 # Sentences written for this suite; alternating voices, as two speakers would.
 SYNTHETIC = [
     ("The train leaves the station at nine in the morning.", "en-us"),
@@ -39,7 +43,7 @@ def timing_clips(tmp_path_factory) -> dict[str, Clip]:
     voices = [book[0], Source(JFK, JFK_TEXT, "John F. Kennedy"), *book[1:]]
     spoken = [espeak(text, voice, folder / f"espeak-{i}.wav") for i, (text, voice) in enumerate(SYNTHETIC)]
     return {
-        "real": build_clip(voices, [2.0, 3.0, 1.5, 4.0, 2.5], folder / "two voices.wav"),
+        "real": build_clip(voices, [2.0, 3.0, 1.5, 4.0, 2.5], folder / "two voices.wav", room_tone_db=ROOM_TONE_DB),
         "synthetic": build_clip(spoken, [2.0, 1.5, 3.0, 2.5], folder / "two espeak voices.wav"),
     }
 
