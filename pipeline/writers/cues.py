@@ -143,13 +143,19 @@ class _Speech:
     """Speech regions in ms, to correct the edges of word times by.
 
     Whisper's cross-attention times are least sure next to silence: a word after a pause tends to start in it
-    (the decoder attends to the window's start), the last word before one to end in it. A start that lies in a
-    pause moves forward to where the speech it overlaps begins, an end that lies in one back to where that speech
-    ends; so does a segment's without word times. A word wholly inside a pause (the VAD missed soft speech)
-    keeps its times."""
+    (the decoder attends to the window's start), or, with small models, late inside the speech; the last word
+    before a pause tends to end in it. A start that lies in a pause moves forward to where the speech it overlaps
+    begins, an end that lies in one back to where that speech ends; the first word of a stretch of speech that
+    starts inside it moves back to its onset. Segments without word times are corrected the same way. A word
+    wholly inside a pause (the VAD missed soft speech) keeps its times."""
 
     def __init__(self, regions: Sequence[tuple[float, float]]) -> None:
-        self.regions = sorted((_ms(a), _ms(b)) for a, b in regions if b > a)
+        self.regions: list[tuple[int, int]] = []
+        for a, b in sorted((_ms(a), _ms(b)) for a, b in regions if b > a):
+            if self.regions and a <= self.regions[-1][1]:  # overlapping or touching: one stretch of speech
+                first, last = self.regions.pop()
+                a, b = first, max(last, b)
+            self.regions.append((a, b))
         self.starts = [a for a, _ in self.regions]
 
     def snap(self, start: int, end: int, previous_end: int) -> tuple[int, int]:

@@ -301,3 +301,11 @@ def test_segments_without_words_are_corrected_too():
     # Translations and word-less backends: the segment's start is what moves.
     (cue,) = build_cues([Segment(3.0, 6.0, "A whole sentence spoken here.")], speech=[(3.4, 5.9)])
     assert cue.start == 3.4
+
+
+def test_overlapping_speech_regions_are_one_stretch():
+    # 1.5 s is speech (inside 0.5-3.0), not a pause after 1.0-1.2: the word is not pushed on to 2.0.
+    words = (Word(1.5, 2.2, " Hello"), Word(2.2, 2.8, " there."))
+    speech = [(2.0, 2.5), (1.0, 1.2), (0.5, 3.0)]
+    (cue,) = build_cues([Segment(1.5, 2.8, "Hello there.", words)], speech=speech)
+    assert cue.start == 1.0  # the first word of the stretch, moved back by at most half a second
