@@ -310,14 +310,16 @@ def _languages(ctx: Context) -> list[str]:
 
 def subtitles(ctx: Context) -> dict[str, Any]:
     from pipeline.writers import ReadingRules, build_cues, write_subtitles
+    from pipeline.writers.speech import speech_regions
 
     config = ctx.config
     rules = ReadingRules(max_line_chars=config.max_line_chars, max_lines=config.max_lines, max_cps=config.max_cps)
     outputs = []
     cues_per_language = {}
+    speech = speech_regions(ctx.audio) or ()  # once: every language's cues are timed against the same speech
     for language in _languages(ctx):
         transcript = _read_transcript(ctx.output(language, "json"))
-        cues = build_cues(transcript.segments, rules, duration=transcript.duration)
+        cues = build_cues(transcript.segments, rules, duration=transcript.duration, speech=speech)
         cues_per_language[language] = len(cues)
         for fmt in config.subtitle_formats:
             write_subtitles(cues, ctx.output(language, fmt), fmt)

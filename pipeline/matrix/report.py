@@ -99,6 +99,8 @@ COLUMNS = (
     "mean WER",
     "mean recall",
     "mean coverage",
+    "cue start s",
+    "cue end s",
     "mean RTF",
     "peak RSS MB",
     "crashes",
@@ -106,6 +108,11 @@ COLUMNS = (
     "fallbacks",
     "error rate",
 )
+
+
+def _cue_start(row: Row) -> str:
+    worst = max((c.cue_start_max_s for c in row.ran if c.cue_start_max_s is not None), default=None)
+    return _num(row.mean("cue_start_median_s"), 2) + ("" if worst is None else f" (max {worst:.2f})")
 
 
 def row_cells(row: Row) -> list[str]:
@@ -118,6 +125,8 @@ def row_cells(row: Row) -> list[str]:
         _num(row.mean("wer")),
         _num(row.mean("recall"), 2),
         _num(row.mean("coverage"), 2),
+        _cue_start(row),
+        _num(row.mean("cue_end_median_s"), 2),
         _num(row.mean("rtf")),
         _num(row.peak_rss_mb, 0),
         str(row.crashes),
@@ -176,7 +185,9 @@ FAILURE_COLUMNS = ("profile", "backend", "suite", "case", "outcome", "message")
 LEGEND = (
     "Pass rate: passed / cases run. Error rate: cases with a worker crash or an error outside the test's "
     "assertions / cases run. RTF: ASR wall time / audio duration. Fallbacks: cases whose transcript came "
-    "from a fallback backend. Salvaged: chunks recovered after a crash."
+    "from a fallback backend. Salvaged: chunks recovered after a crash. Cue start / end: seconds between "
+    "subtitle cues and the speech onsets / ends of clips with known timing, mean of the cases' medians (and the "
+    "worst start)."
 )
 
 
@@ -317,6 +328,8 @@ def plots(rows: list[Row]) -> dict[str, bytes]:
             ("wer", "WER (lower is better)"),
             ("recall", "keyword recall (higher is better)"),
             ("coverage", "subtitle coverage (higher is better)"),
+            ("cue_start_median_s", "cue start error, median s (lower is better)"),
+            ("cue_end_median_s", "cue end error, median s (lower is better)"),
         )
         if any(row.mean(attr) is not None for row in rows)
     ]
@@ -329,7 +342,8 @@ def plots(rows: list[Row]) -> dict[str, bytes]:
                 names,
                 {s: [_pooled([r for r in systems[n] if r.suite == s], attr) for n in names] for s in suites},
                 label,
-                colors=colors,
+                "{:.3f}" if attr.endswith("_s") else "{:.2f}",  # seconds: to the millisecond SRT stores
+                colors,
             )
             ax.set_title(f"{attr}: {', '.join(suites)} suite" + ("s" if len(suites) > 1 else ""))
         fig.tight_layout()

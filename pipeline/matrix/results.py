@@ -51,6 +51,11 @@ class CaseResult:
     wer: float | None = None
     recall: float | None = None
     coverage: float | None = None
+    # Subtitle timing against known speech onsets/offsets, seconds: median and worst |cue start - onset|, and
+    # median |cue end - speech end| (a cue the reading rules keep on screen longer is not late for it).
+    cue_start_median_s: float | None = None
+    cue_start_max_s: float | None = None
+    cue_end_median_s: float | None = None
     audio_seconds: float | None = None
     wall_s: float | None = None
     rtf: float | None = None  # ASR wall time / audio duration

@@ -1,7 +1,8 @@
 """Subtitle cues from ASR segments, following the usual reading rules.
 
 Three passes: timed tokens (word timings when the backend gave them, else the segment's time spread over its
-words by length), greedy packing into cues that fit the screen and `max_duration` (breaking at sentence or
+words by length; given where the audio has speech, a token edge that Whisper put in a pause moves to the edge of
+the speech it overlaps), greedy packing into cues that fit the screen and `max_duration` (breaking at sentence or
 clause ends where that costs little), then display timing (lengthen short cues into the following gap, never
 onto the next cue). Times are whole milliseconds throughout: SRT and VTT store milliseconds, so a cue that is
 valid here stays valid once written.
@@ -9,6 +10,7 @@ valid here stays valid once written.
 
 from __future__ import annotations
 
+import bisect
 import math
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -24,6 +26,9 @@ _CLOSERS = "\"'”’»)]}」』）"
 _SOFT_CUT_AFTER = frozenset("/.-_?&=#,;:、，。；：！？")
 _PAUSE_MS = 1500  # a silence this long ends a cue: text should not hang on screen across it
 _FLOOR_MS = 250  # shortest cue when overlapping input leaves no room: visible, yet little drift for the rest
+# A word placed late in the speech it begins moves back at most this far: further, the speech before it is more
+# likely an untranscribed sound than the word.
+_LEAD_MS = 500
 _VIRAMA = 9  # canonical combining class of Indic viramas: the next letter joins a conjunct
 
 
@@ -74,10 +79,14 @@ class _Token:
 
 
 def build_cues(
-    segments: Iterable[Segment], rules: ReadingRules = ReadingRules(), duration: float | None = None
+    segments: Iterable[Segment],
+    rules: ReadingRules = ReadingRules(),
+    duration: float | None = None,
+    speech: Sequence[tuple[float, float]] = (),
 ) -> list[Cue]:
-    """Cues for `segments`; given the media's `duration`, the last cue is not lengthened past its end."""
-    tokens = _tokens(segments, rules.max_line_chars)
+    """Cues for `segments`; given the media's `duration`, the last cue is not lengthened past its end. `speech`:
+    where the audio has speech (sorted (start, end) seconds, e.g. by VAD), to correct word times against."""
+    tokens = _tokens(segments, rules.max_line_chars, _Speech(speech) if speech else None)
     groups = _pack(tokens, rules)
     return _time(groups, rules, None if duration is None else _ms(duration))
 
@@ -130,7 +139,39 @@ def _hard_split(word: str, width: int) -> list[str]:
     return [*pieces, word]
 
 
-def _tokens(segments: Iterable[Segment], width: int) -> list[_Token]:
+class _Speech:
+    """Speech regions in ms, to correct the edges of word times by.
+
+    Whisper's cross-attention times are least sure next to silence: a word after a pause tends to start in it
+    (the decoder attends to the window's start), or, with small models, late inside the speech; the last word
+    before a pause tends to end in it. A start that lies in a pause moves forward to where the speech it overlaps
+    begins, an end that lies in one back to where that speech ends; the first word of a stretch of speech that
+    starts inside it moves back to its onset. Segments without word times are corrected the same way. A word
+    wholly inside a pause (the VAD missed soft speech) keeps its times."""
+
+    def __init__(self, regions: Sequence[tuple[float, float]]) -> None:
+        self.regions: list[tuple[int, int]] = []
+        for a, b in sorted((_ms(a), _ms(b)) for a, b in regions if b > a):
+            if self.regions and a <= self.regions[-1][1]:  # overlapping or touching: one stretch of speech
+                first, last = self.regions.pop()
+                a, b = first, max(last, b)
+            self.regions.append((a, b))
+        self.starts = [a for a, _ in self.regions]
+
+    def snap(self, start: int, end: int, previous_end: int) -> tuple[int, int]:
+        i = bisect.bisect_right(self.starts, start) - 1  # the last region that starts at or before `start`
+        if (i < 0 or start >= self.regions[i][1]) and i + 1 < len(self.regions) and self.starts[i + 1] < end:
+            start = self.starts[i + 1]
+        elif i >= 0 and previous_end <= self.starts[i] < start < self.regions[i][1]:
+            # The first word of a stretch of speech, starting inside it: the speech before it is its own.
+            start = max(self.starts[i], start - _LEAD_MS)
+        k = bisect.bisect_left(self.starts, end) - 1  # the last region that starts before `end`
+        if k >= 0 and end > self.regions[k][1] > start:
+            end = self.regions[k][1]
+        return start, end
+
+
+def _tokens(segments: Iterable[Segment], width: int, speech: _Speech | None = None) -> list[_Token]:
     tokens: list[_Token] = []
     for segment in segments:
         timed = [(_ms(w.start), _ms(w.end), w.text.split()) for w in segment.words] or [
@@ -138,6 +179,8 @@ def _tokens(segments: Iterable[Segment], width: int) -> list[_Token]:
         ]
         first = len(tokens)
         for start, end, words in timed:
+            if speech is not None:
+                start, end = speech.snap(start, end, tokens[-1].end if tokens else -1)
             pieces = [piece for word in words for piece in _hard_split(word, width)]
             for lo, hi, text in _spread(start, end, pieces):
                 # Backends emit overlapping or backwards times; make starts monotonic and ends no earlier.

@@ -60,6 +60,12 @@ def _segment(draw) -> Segment:
     return Segment(start, end, text, words)
 
 
+@st.composite
+def _speech(draw) -> list[tuple[float, float]]:
+    edges = sorted(draw(st.sets(st.floats(0.0, 60.0).map(lambda x: round(x, 3)), max_size=12)))
+    return [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=False) if b > a]
+
+
 _rules = st.builds(
     lambda chars, lines, shortest, extra, cps, gap: ReadingRules(
         max_line_chars=chars, max_lines=lines, min_duration=shortest,
@@ -109,9 +115,9 @@ def test_invariants_with_default_rules(segments):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_segment(), max_size=6), _rules, st.none() | st.floats(0.0, 600.0))
-def test_invariants_with_any_rules(segments, rules, duration):
-    assert_valid(build_cues(segments, rules, duration), segments, rules)
+@given(st.lists(_segment(), max_size=6), _rules, st.none() | st.floats(0.0, 600.0), st.just([]) | _speech())
+def test_invariants_with_any_rules(segments, rules, duration, speech):
+    assert_valid(build_cues(segments, rules, duration, speech), segments, rules)
 
 
 def test_no_speech_gives_no_cues():
@@ -209,3 +215,97 @@ def test_devanagari_long_word_is_not_cut_inside_a_letter():
 def test_impossible_rules_are_refused(kwargs):
     with pytest.raises(PipelineError):
         ReadingRules(**kwargs)
+
+
+# --- word-timed cues, corrected against where the audio has speech ---------------------------------------------
+
+
+@st.composite
+def _timed_words(draw) -> tuple[list[Segment], list[Word]]:
+    """Plain words in order, as a backend with word times gives them, in one to three segments."""
+    texts = draw(st.lists(st.text(alphabet="abcdefghij", min_size=1, max_size=9), min_size=1, max_size=30))
+    words, at = [], draw(st.floats(0.0, 5.0))
+    for i, text in enumerate(texts):
+        at += draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 2.0])) if i else 0.0
+        length = draw(st.floats(0.05, 1.5))
+        words.append(Word(round(at, 3), round(at + length, 3), " " + text + draw(st.sampled_from(["", "", ",", "."]))))
+        at += length
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(words) - 1)), max_size=2)) if len(words) > 1 else [])
+    bounds = [0, *cuts, len(words)]
+    segments = [
+        Segment(words[a].start, words[b - 1].end, "".join(w.text for w in words[a:b]), tuple(words[a:b]))
+        for a, b in itertools.pairwise(bounds)
+    ]
+    return segments, words
+
+
+def _in_pause(t: float, speech: list[tuple[float, float]]) -> bool:
+    return not any(a - EPS <= t < b for a, b in speech)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_timed_words(), _speech())
+def test_word_timed_cues_stay_on_their_words(timed, speech):
+    segments, words = timed
+    rules = ReadingRules()
+    cues = build_cues(segments, rules, speech=speech)
+    assert_valid(cues, segments, rules)  # the reading rules, monotone, no overlaps, every word once
+    first, previous_end = 0, -1.0
+    for cue in cues:
+        word = words[first]
+        # A cue starts on its first word: where that word began in the audio, or at most half a second before
+        # it where that is where its stretch of speech begins.
+        assert word.start - (_LEAD if speech else 0) - EPS <= cue.start <= word.end + _FLOOR_AND_GAP, (cue, word)
+        if cue.start < word.start - EPS:
+            assert any(abs(cue.start - a) < EPS or a < cue.start < b for a, b in speech), (cue, word, speech)
+        moved = cue.start > max(word.start, previous_end + rules.min_gap) + EPS  # not by the cue before it
+        if speech and moved and _in_pause(cue.start, speech):
+            raise AssertionError(f"{cue} moved into a pause: {word}, {speech}")
+        first, previous_end = first + len(" ".join(cue.lines).split()), cue.end
+
+
+_FLOOR_AND_GAP = 0.3  # a cue squeezed by its neighbour still shows 250 ms, 40 ms before the next one
+_LEAD = 0.5  # how far a word that starts late in its stretch of speech may move back
+
+
+def test_a_word_start_in_a_pause_moves_to_the_speech_onset():
+    # Whisper puts the first word after a silence early, in the silence; the VAD says where speech begins.
+    words = (Word(0.5, 1.4, " He"), Word(1.4, 1.6, " was"), Word(1.6, 2.0, " late."), Word(4.0, 4.6, " Again."))
+    segments = [Segment(0.5, 4.6, "He was late. Again.", words)]
+    rules = ReadingRules(min_duration=0.0, max_cps=100.0)
+    first, second = build_cues(segments, rules)
+    assert (first.start, second.start) == (0.5, 4.0)
+    first, second = build_cues(segments, rules, speech=[(1.2, 1.9), (4.1, 4.5)])
+    assert first.start == 1.2 and second.start == 4.1  # starts move forward onto the speech they overlap
+    assert first.end == 1.9 and second.end == 4.5  # ends that ran on into the silence move back
+
+
+def test_the_first_word_of_a_stretch_of_speech_takes_its_start():
+    # A small model can place the first word late inside speech that began earlier, where nothing else was
+    # heard: the word moves back to the onset, by half a second at most. A word after another in the same
+    # speech stays: the word before it took that time.
+    words = (Word(1.0, 1.3, " So"), Word(1.5, 1.9, " then"), Word(6.0, 6.5, " And"))
+    one_word_cues = ReadingRules(max_line_chars=5, max_lines=1, min_duration=0.0, max_cps=100.0)
+    cues = build_cues([Segment(1.0, 6.5, "So then And", words)], one_word_cues, speech=[(0.8, 2.0), (4.0, 7.1)])
+    assert [c.start for c in cues] == [0.8, 1.5, 5.5]
+
+
+def test_a_word_wholly_in_a_pause_keeps_its_times():
+    # The VAD can miss soft speech; a word it heard nothing under is left where Whisper put it.
+    words = (Word(0.5, 0.9, " Um,"), Word(2.0, 2.5, " yes."))
+    (cue,) = build_cues([Segment(0.5, 2.5, "Um, yes.", words)], speech=[(1.9, 2.6)])
+    assert cue.start == 0.5
+
+
+def test_segments_without_words_are_corrected_too():
+    # Translations and word-less backends: the segment's start is what moves.
+    (cue,) = build_cues([Segment(3.0, 6.0, "A whole sentence spoken here.")], speech=[(3.4, 5.9)])
+    assert cue.start == 3.4
+
+
+def test_overlapping_speech_regions_are_one_stretch():
+    # 1.5 s is speech (inside 0.5-3.0), not a pause after 1.0-1.2: the word is not pushed on to 2.0.
+    words = (Word(1.5, 2.2, " Hello"), Word(2.2, 2.8, " there."))
+    speech = [(2.0, 2.5), (1.0, 1.2), (0.5, 3.0)]
+    (cue,) = build_cues([Segment(1.5, 2.8, "Hello there.", words)], speech=speech)
+    assert cue.start == 1.0  # the first word of the stretch, moved back by at most half a second

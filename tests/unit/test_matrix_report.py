@@ -65,6 +65,23 @@ def results(tmp_path: Path) -> Path:
             CaseResult("translate", "jfk-es", recall=0.8, rtf=0.12, peak_rss_mb=420, backend="whisperx"),
             CaseResult("subtitle", "hindi", outcome="skipped", backend="whisperx"),
             CaseResult("subtitle", "english", coverage=0.95, rtf=0.11, peak_rss_mb=410, backend="whisperx"),
+            CaseResult(
+                "subtitle",
+                "cue-timing-real",
+                cue_start_median_s=0.05,
+                cue_start_max_s=0.4,
+                cue_end_median_s=0.1,
+                backend="whisperx",
+            ),
+            CaseResult(
+                "subtitle",
+                "cue-timing-synthetic",
+                outcome="failed",
+                cue_start_median_s=0.15,
+                cue_start_max_s=1.2,
+                cue_end_median_s=0.2,
+                backend="whisperx",
+            ),
         ],
     ).write(folder / "results-cpu")
     _run(
@@ -88,9 +105,9 @@ def test_table_per_profile_backend_suite(results: Path, tmp_path: Path) -> None:
     markdown, written = write_report([results], tmp_path / "report")
     assert written == [tmp_path / "report" / "report.md", tmp_path / "report" / "report.html"]
     assert (tmp_path / "report" / "report.md").read_text() == markdown
-    assert "3 results file(s), 8 cases, 5 passed." in markdown
-    # profile, backend, suite, cases, pass rate, WER, recall, coverage, RTF, peak MB, crashes, salvaged,
-    # fallbacks, error rate
+    assert "3 results file(s), 10 cases, 6 passed." in markdown
+    # profile, backend, suite, cases, pass rate, WER, recall, coverage, cue start, cue end, RTF, peak MB,
+    # crashes, salvaged, fallbacks, error rate
     assert _row(markdown, "cpu", "whisperx", "transcribe") == [
         "cpu",
         "whisperx",
@@ -98,6 +115,8 @@ def test_table_per_profile_backend_suite(results: Path, tmp_path: Path) -> None:
         "2",
         "50%",
         "0.150",
+        "–",
+        "–",
         "–",
         "–",
         "0.120",
@@ -116,6 +135,8 @@ def test_table_per_profile_backend_suite(results: Path, tmp_path: Path) -> None:
         "0.100",
         "–",
         "–",
+        "–",
+        "–",
         "0.300",
         "500",
         "1",
@@ -124,8 +145,10 @@ def test_table_per_profile_backend_suite(results: Path, tmp_path: Path) -> None:
         "100%",
     ]
     # the skipped case counts as a case but not in the rates
-    assert _row(markdown, "cpu", "whisperx", "subtitle")[3:6] == ["2", "100%", "–"]
+    assert _row(markdown, "cpu", "whisperx", "subtitle")[3:6] == ["4", "67%", "–"]
     assert _row(markdown, "cpu", "whisperx", "subtitle")[7] == "0.95"
+    # cue timing: the mean of the cases' medians, and the worst start of any case
+    assert _row(markdown, "cpu", "whisperx", "subtitle")[8:10] == ["0.10 (max 1.20)", "0.15"]
     assert _row(markdown, "mps", "unknown", "transcribe")[3:5] == ["1", "0%"]
     assert _row(markdown, "mps", "unknown", "transcribe")[-1] == "100%"
     assert "| cpu | whisperx | transcribe | librivox | failed | AssertionError: WER 0.30 > 0.20 |" in markdown
