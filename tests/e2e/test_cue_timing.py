@@ -17,12 +17,6 @@ from subtitle_checks import assert_readable
 
 pytestmark = pytest.mark.e2e
 
-# Backends that give word times offline in this branch: whisperx's words need a wav2vec2 aligner that no package
-# ships here (Whisper's own cross-attention words for whisperx come with another branch). Where the profile's
-# backend is one of these, the suite times the words with faster-whisper, which every profile installs.
-WORDLESS = {"whisperx"}
-BACKEND = "faster-whisper" if PROFILE.backend in WORDLESS else PROFILE.backend
-
 # Room tone under the real recordings, below their own noise floors (about -45 dB): real speech has no digital
 # silence between sentences.
 ROOM_TONE_DB = -50.0
@@ -51,13 +45,13 @@ def timing_clips(tmp_path_factory) -> dict[str, Clip]:
 @pytest.mark.parametrize("kind", ["real", "synthetic"])
 def test_cues_start_and_end_with_the_speech(kind, timing_clips, pipeline_cli, record_job):
     clip = timing_clips[kind]
-    run = pipeline_cli("transcribe", str(clip.path), "-s", "en", "--backend", BACKEND)
-    assert run.manifest["stages"]["transcribe"]["backend"] == BACKEND
+    run = pipeline_cli("transcribe", str(clip.path), "-s", "en")
+    assert run.manifest["stages"]["transcribe"]["backend"] == PROFILE.backend
     cues = assert_readable(run.output(clip.path.stem, "en", "srt"))
     timing = score(cues, clip)
     errors = {"start_errors_s": list(timing.start_errors), "end_errors_s": list(timing.end_errors)}
     record_job(run, "subtitle", f"cue-timing-{kind}", extra=errors, **timing.figures())
-    where = f"{kind} clip, {BACKEND} {MODEL}: {timing}"
+    where = f"{kind} clip, {PROFILE.backend} {MODEL}: {timing}"
     assert timing.start_median <= threshold("cue_start_median"), where
     assert timing.start_max <= threshold("cue_start_max"), where
     assert timing.end_median <= threshold("cue_end_median"), where
