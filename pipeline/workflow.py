@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+import os
 import platform
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -15,7 +17,7 @@ from typing import Any
 
 from pipeline import config as config_mod
 from pipeline import hardware, jobs, media
-from pipeline.errors import PipelineError, StageFailed
+from pipeline.errors import Interrupted, PipelineError, StageFailed
 from pipeline.languages import check_speech_language
 from pipeline.profiles import load_matrix
 from pipeline.progress import PeakMemory, format_seconds, say
@@ -105,15 +107,51 @@ def _plan(cfg: config_mod.Config) -> Plan:
     return Plan(cfg, profile.name, chain, model, routes, info)
 
 
+def _check_output_names(cfg: config_mod.Config, routes: list[dict[str, Any]], out_root: Path) -> None:
+    """Refuse a media name whose outputs could not be written: `<stem>.<lang>.<ext>`, written through a temporary
+    `.<name>.XXXXXXXX.part` beside it, must fit the file system's NAME_MAX. Refused rather than shortened: the
+    output names stay what users and scripts derive from their file's name."""
+    stem = Path(cfg.media).stem.encode("utf-8")
+    languages = [cfg.source_language if cfg.source_language != "auto" else "xxx", *(r["target"] for r in routes)]
+    suffixes = [f".{lang}.{ext}" for lang in languages for ext in ("json", "txt", *cfg.subtitle_formats)]
+    if cfg.workflow == "subtitle":
+        suffixes.append(".subtitled.mkv")
+    longest = max(suffixes, key=len)
+    existing = next(p for p in (out_root.absolute(), *out_root.absolute().parents) if p.exists())
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    limit = name_max - len(longest) - _TEMP_OVERHEAD
+    if len(stem) > limit:
+        raise PipelineError(
+            f"media file name is too long for its outputs: its stem is {len(stem)} bytes, and "
+            f"<stem>{longest} plus {_TEMP_OVERHEAD} bytes of temporary-file name must fit the {name_max}-byte name "
+            f"limit of {existing}; allowed: a stem of at most {limit} bytes (rename the file or link it under a "
+            "shorter name)"
+        )
+
+
+_TEMP_OVERHEAD = 15  # atomic.atomic_open's ".{name}.XXXXXXXX.part"
+
+
 def prepare(
     media_path: str | Path, overrides: Mapping[str, str] | None = None, out_root: Path | None = None
 ) -> tuple[str, Path]:
     """Validate everything, then create the job folder. Nothing is written when validation fails."""
     cli = dict(overrides or {})
-    cli["MEDIA"] = str(Path(media_path).expanduser().absolute())
+    try:
+        cli["MEDIA"] = str(Path(media_path).expanduser().absolute())
+    except (OSError, RuntimeError):  # cwd deleted; "~nobody/x"
+        cli["MEDIA"] = str(media_path)
     cfg = config_mod.load(cli=cli)
     plan = _plan(cfg)
     out_root = out_root or jobs.default_out_root()
+    _check_output_names(cfg, plan.routes, out_root)
+    config_mod.render_env(cfg)  # a value no job file can hold safely is refused now, before anything exists
+    # The flags rank above the environment on every later run too (`run` re-applies them from the manifest).
+    flags = {k: v for k, v in cli.items() if k not in config_mod.JOB_KEYS}
+    media_stat = Path(cfg.media).stat()
     job_id, folder = jobs.new_job_dir(out_root)
     try:
         (folder / "work").mkdir()
@@ -134,6 +172,8 @@ def prepare(
             chain=[c.__dict__ for c in plan.chain],
             routes=plan.routes,
             media_info=plan.info.to_dict(),
+            media_stat={"size": media_stat.st_size, "mtime_ns": media_stat.st_mtime_ns},
+            flags=flags,
             host={
                 "system": platform.system(),
                 "machine": platform.machine(),
@@ -149,24 +189,52 @@ def prepare(
             duration=plan.info.duration,
             video_streams=plan.info.video_streams,
         )
-    except BaseException:
+    except BaseException as exc:
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, OSError):  # a disk that filled up, a folder made read-only meanwhile
+            raise PipelineError(f"cannot write job {job_id} in {folder}: {exc.strerror}") from None
         raise
     for notice in (n for c in plan.chain[:1] for n in c.notices):
         say(notice)
     return job_id, folder
 
 
+class _JobLog(logging.FileHandler):
+    """The job's pipeline.log. A write that fails (a full disk) is one warning line, once, not a traceback per
+    record: the manifest is the job's record, the log its commentary."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except OSError as exc:  # opening the file (delay=True) happens outside StreamHandler's own guard
+            self._warn(exc)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._warn(sys.exc_info()[1])
+
+    def _warn(self, exc: BaseException | None) -> None:
+        if not self.failed:
+            self.failed = True
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            with contextlib.suppress(OSError):
+                say(f"warning: cannot write the job log {self.baseFilename}: {reason}")
+
+
 def _logger(folder: Path) -> logging.Logger:
     logger = logging.getLogger(f"pipeline.job.{folder.name}")
-    if not logger.handlers:
-        handler = logging.FileHandler(folder / "pipeline.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    for old in list(logger.handlers):  # job ids repeat across out roots: one process may run two such jobs
+        logger.removeHandler(old)
+        old.close()
+    logger.addHandler(_JobLog(folder / "pipeline.log"))
+    logger.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     return logger
 
 
@@ -174,19 +242,28 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
+# Stopped like Ctrl-C, recording where: SIGTERM (kill, systemd) and SIGHUP (the terminal closed, ssh dropped).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def run(
     job: str, overrides: Mapping[str, str] | None = None, *, force: bool = False, out_root: Path | None = None
 ) -> Path:
     """Run a prepared job's unfinished stages (all with `force`). Returns the job folder."""
     folder = jobs.locate(job, out_root or jobs.default_out_root())
+    fixed = sorted(set(overrides or {}) & config_mod.JOB_KEYS)
+    if fixed:
+        raise PipelineError(f"{', '.join(fixed)} cannot change after prepare; allowed: prepare a new job")
     with jobs.locked(folder):
-        cfg = config_mod.load(job_dir=folder, cli=overrides)
         manifest = jobs.Manifest.load(folder)
+        job_id = manifest.data["job_id"]
+        cfg = config_mod.load(job_dir=folder, cli=overrides, job_flags=manifest.data.get("flags"))
         matrix = load_matrix()
         hw = hardware.detect()
         profile = hardware.resolve_profile(cfg, matrix, hw)
         chain = tuple(hardware.resolve_chain(cfg, profile, hw))
         model = profile.model if cfg.model == "auto" else cfg.model
+        _record_run_config(manifest, folder, cfg, profile.name, model, chain)
         ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log")
         log = _logger(folder)
         pending = [
@@ -194,7 +271,7 @@ def run(
             for name in manifest.stages
             if manifest.stage(name)["state"] not in ("done", "skipped") or (force and name != "probe")
         ]
-        previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM: stop like Ctrl-C, recording where
+        previous = {signum: signal.signal(signum, _terminate) for signum in _STOP_SIGNALS}
         try:
             with contextlib.ExitStack() as stack:
                 # Something runs before the transcription (the extract): its model loads meanwhile.
@@ -202,12 +279,41 @@ def run(
                     ctx = replace(ctx, warm=stack.enter_context(warm))
                 for name in pending:
                     _run_stage(ctx, name, log)
+        except KeyboardInterrupt as exc:
+            raise Interrupted(job_id, str(exc)) from None
+        except PipelineError as exc:
+            if isinstance(exc, StageFailed) or not exc.fix:
+                raise
+            raise PipelineError(f"{exc} ({exc.fix}, then resume with `pipeline run {job_id}`)") from None
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         manifest.data["versions"] = library_versions()
         manifest.data["finished"] = jobs.now()
         manifest.save()
     return folder
+
+
+def _record_run_config(
+    manifest: jobs.Manifest,
+    folder: Path,
+    cfg: config_mod.Config,
+    profile: str,
+    model: str,
+    chain: tuple[hardware.Choice, ...],
+) -> None:
+    """Record what this run really uses: the settings that differ from the job's .env.pipeline (an exported
+    variable, a flag), each with where it came from, and the profile, model and backends they resolve to."""
+    job_file = folder / config_mod.JOB_CONFIG
+    written = config_mod.build([(str(job_file), config_mod.read_env_file(job_file))]).to_env()
+    effective = cfg.to_env()
+    manifest.data["run_overrides"] = {
+        name: {"value": value, "from": cfg.origins[name], "job_file": written[name]}
+        for name, value in effective.items()
+        if value != written[name]
+    }
+    manifest.data.update(profile=profile, model=model, chain=[c.__dict__ for c in chain])
+    manifest.save()
 
 
 def _run_stage(ctx: Context, name: str, log: logging.Logger) -> None:
@@ -227,13 +333,12 @@ def _run_stage(ctx: Context, name: str, log: logging.Logger) -> None:
         reason = " ".join(reason.split())
         # An exhausted fallback chain carries its attempts: the crash counts of failed jobs matter most.
         record = exc.to_dict() if hasattr(exc, "to_dict") else {}
-        manifest.update(
-            name, **record, state="failed", error=reason, wall_s=round(time.perf_counter() - start, 3)
-        )
+        with contextlib.suppress(PipelineError):  # the disk that failed the stage may fail the record too:
+            manifest.update(  # the stage then stays `running`, which `status` shows as interrupted
+                name, **record, state="failed", error=reason, wall_s=round(time.perf_counter() - start, 3)
+            )
         log.exception("stage %s failed", name)
-        raise StageFailed(
-            f"stage {name} failed: {reason} (resume with `pipeline run {manifest.data['job_id']}`)"
-        ) from exc
+        raise StageFailed(f"stage {name} failed: {reason}{_advice(ctx, exc)}") from exc
     wall = time.perf_counter() - start
     state = facts.pop("state", "done")
     manifest.update(
@@ -249,9 +354,42 @@ def _run_stage(ctx: Context, name: str, log: logging.Logger) -> None:
     say(f"{name:<11} {state} in {format_seconds(wall)}, peak {memory.peak_mb:.0f} MB{detail}")
 
 
+def _advice(ctx: Context, exc: Exception) -> str:
+    """What to do after a failed stage, advising a resume only where one can help."""
+    import errno
+
+    resume = f"resume with `pipeline run {ctx.manifest.data['job_id']}`"
+    media_path = ctx.media
+    try:
+        now = media_path.stat()
+    except OSError:
+        return f" (the media file {media_path} is gone; put it back, then {resume})"
+    then = ctx.manifest.data.get("media_stat") or {}
+    if then and (now.st_size, now.st_mtime_ns) != (then.get("size"), then.get("mtime_ns")):
+        return f" (the media file {media_path} changed since the job was prepared; prepare a new job for it)"
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):  # a name this file system refuses
+            return ""
+        fix = jobs.fix_for(exc)
+        return f" ({fix}, then {resume})" if fix else f" ({resume})"
+    if isinstance(exc, PipelineError) and not exc.resumable:
+        return ""
+    fix = exc.fix if isinstance(exc, PipelineError) else None
+    return f" ({fix}, then {resume})" if fix else f" ({resume})"
+
+
 def status(job: str, out_root: Path | None = None) -> dict[str, Any]:
+    """The job's manifest; a stage recorded `running` while no `pipeline run` holds the job's lock (killed,
+    its terminal closed, its disk full at the last write) is reported as interrupted, runner gone."""
     folder = jobs.locate(job, out_root or jobs.default_out_root())
-    return jobs.Manifest.load(folder).data | {"folder": str(folder)}
+    data = jobs.Manifest.load(folder).data
+    running = {name for name, stage in data["stages"].items() if stage["state"] == "running"}
+    if running and not jobs.runner_alive(folder):
+        again = jobs.Manifest.load(folder).data  # read after the lock was seen free: not a run just finishing
+        for name in running:
+            if again["stages"][name] == data["stages"][name]:
+                data["stages"][name] |= {"state": "interrupted", "runner_gone": True}
+    return data | {"folder": str(folder)}
 
 
 def format_status(data: dict[str, Any]) -> str:
@@ -266,7 +404,10 @@ def format_status(data: dict[str, Any]) -> str:
             )
         wall = f"{stage['wall_s']:.1f}s" if "wall_s" in stage else ""
         peak = f"{stage['peak_rss_mb']:.0f}" if "peak_rss_mb" in stage else ""
-        rows.append((name, stage["state"], wall, peak, detail))
+        state = stage["state"] + (" (runner gone)" if stage.get("runner_gone") else "")
+        if stage.get("runner_gone"):
+            detail = f"no `pipeline run` holds the job; resume with `pipeline run {data['job_id']}`"
+        rows.append((name, state, wall, peak, detail))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"job {data['job_id']} ({data['workflow']}) {data['media']}", f"folder {data['folder']}"]
     lines += [
