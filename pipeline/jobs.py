@@ -273,7 +273,12 @@ def manifest_problems(data: Any) -> list[str]:
 @contextlib.contextmanager
 def locked(folder: Path) -> Iterator[None]:
     """Hold the job's lock: two `pipeline run`s of one job would overwrite each other's outputs."""
-    with open(folder / LOCK, "w") as handle:
+    try:
+        handle = open(folder / LOCK, "w")  # noqa: SIM115 (closed below, after the lock is released)
+    except OSError as exc:  # a read-only or full job folder
+        message = f"cannot lock job {folder.name} ({folder / LOCK}): {exc.strerror}"
+        raise PipelineError(message, fix=fix_for(exc)) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

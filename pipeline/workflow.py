@@ -254,44 +254,49 @@ def run(
     fixed = sorted(set(overrides or {}) & config_mod.JOB_KEYS)
     if fixed:
         raise PipelineError(f"{', '.join(fixed)} cannot change after prepare; allowed: prepare a new job")
-    with jobs.locked(folder):
-        manifest = jobs.Manifest.load(folder)
-        job_id = manifest.data["job_id"]
-        cfg = config_mod.load(job_dir=folder, cli=overrides, job_flags=manifest.data.get("flags"))
-        matrix = load_matrix()
-        hw = hardware.detect()
-        profile = hardware.resolve_profile(cfg, matrix, hw)
-        chain = tuple(hardware.resolve_chain(cfg, profile, hw))
-        model = profile.model if cfg.model == "auto" else cfg.model
-        _record_run_config(manifest, folder, cfg, profile.name, model, chain)
-        ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log")
-        log = _logger(folder)
-        pending = [
-            name
-            for name in manifest.stages
-            if manifest.stage(name)["state"] not in ("done", "skipped") or (force and name != "probe")
-        ]
-        previous = {signum: signal.signal(signum, _terminate) for signum in _STOP_SIGNALS}
-        try:
-            with contextlib.ExitStack() as stack:
-                # Something runs before the transcription (the extract): its model loads meanwhile.
-                if "transcribe" in pending[1:] and (warm := warm_start(ctx)):
-                    ctx = replace(ctx, warm=stack.enter_context(warm))
-                for name in pending:
-                    _run_stage(ctx, name, log)
-        except KeyboardInterrupt as exc:
-            raise Interrupted(job_id, str(exc)) from None
-        except PipelineError as exc:
-            if isinstance(exc, StageFailed) or not exc.fix:
-                raise
-            raise PipelineError(f"{exc} ({exc.fix}, then resume with `pipeline run {job_id}`)") from None
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        manifest.data["versions"] = library_versions()
-        manifest.data["finished"] = jobs.now()
-        manifest.save()
+    try:
+        with jobs.locked(folder):
+            _run_locked(folder, overrides, force)
+    except PipelineError as exc:
+        if isinstance(exc, StageFailed) or not exc.fix:
+            raise
+        # A full disk, a folder made read-only: what to fix, and that a resume then continues where this stopped.
+        raise PipelineError(f"{exc} ({exc.fix}, then resume with `pipeline run {folder.name}`)") from None
     return folder
+
+
+def _run_locked(folder: Path, overrides: Mapping[str, str] | None, force: bool) -> None:
+    manifest = jobs.Manifest.load(folder)
+    cfg = config_mod.load(job_dir=folder, cli=overrides, job_flags=manifest.data.get("flags"))
+    matrix = load_matrix()
+    hw = hardware.detect()
+    profile = hardware.resolve_profile(cfg, matrix, hw)
+    chain = tuple(hardware.resolve_chain(cfg, profile, hw))
+    model = profile.model if cfg.model == "auto" else cfg.model
+    _record_run_config(manifest, folder, cfg, profile.name, model, chain)
+    ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log")
+    log = _logger(folder)
+    pending = [
+        name
+        for name in manifest.stages
+        if manifest.stage(name)["state"] not in ("done", "skipped") or (force and name != "probe")
+    ]
+    previous = {signum: signal.signal(signum, _terminate) for signum in _STOP_SIGNALS}
+    try:
+        with contextlib.ExitStack() as stack:
+            # Something runs before the transcription (the extract): its model loads meanwhile.
+            if "transcribe" in pending[1:] and (warm := warm_start(ctx)):
+                ctx = replace(ctx, warm=stack.enter_context(warm))
+            for name in pending:
+                _run_stage(ctx, name, log)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(manifest.data["job_id"], str(exc)) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    manifest.data["versions"] = library_versions()
+    manifest.data["finished"] = jobs.now()
+    manifest.save()
 
 
 def _record_run_config(
