@@ -10,7 +10,7 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -246,6 +246,17 @@ def _terminate(signum: int, frame: object) -> None:
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP (delivered once the block ends) while the manifest is written."""
+    held = {signal.SIGINT, *_STOP_SIGNALS}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def run(
     job: str, overrides: Mapping[str, str] | None = None, *, force: bool = False, out_root: Path | None = None
 ) -> Path:
@@ -323,15 +334,16 @@ def _record_run_config(
 
 def _run_stage(ctx: Context, name: str, log: logging.Logger) -> None:
     manifest = ctx.manifest
-    manifest.update(name, state="running", started=jobs.now(), error=None)
-    log.info("stage %s started", name)
     start = time.perf_counter()
-    try:
+    try:  # a signal landing between recording `running` and the stage's start is still recorded below
+        manifest.update(name, state="running", started=jobs.now(), error=None)
+        log.info("stage %s started", name)
         with PeakMemory() as memory:
             facts = STAGES[name](ctx)
     except KeyboardInterrupt:
-        manifest.update(name, state="interrupted", wall_s=round(time.perf_counter() - start, 3))
-        log.info("stage %s interrupted", name)
+        with _signals_held():  # a second Ctrl-C must not cut the record of the first short
+            manifest.update(name, state="interrupted", wall_s=round(time.perf_counter() - start, 3))
+            log.info("stage %s interrupted", name)
         raise
     except Exception as exc:  # any failure is recorded; the job stays resumable at this stage
         reason = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"

@@ -71,6 +71,7 @@ def _spawn_run(prepared, **env: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=prepared.out_root.parent,
         start_new_session=True,
     )
 
@@ -271,6 +272,7 @@ def test_a_media_name_that_is_not_utf8(pipeline_cli, clips, tmp_path):
         capture_output=True,
         text=True,
         env=os.environ | {"PIPELINE_OUT": str(tmp_path / "out")},
+        cwd=tmp_path,
         check=False,
     )
     line = _one_line_error(result)
