@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from pipeline.errors import PipelineError
 
@@ -137,7 +138,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     else:
         from pipeline import jobs
 
-        folder = jobs.locate(args.job, args.out or jobs.default_out_root()) if args.job else None
+        folder = jobs.locate(args.job, args.out or jobs.default_out_root()) if args.job is not None else None
         flags = jobs.Manifest.load(folder).data.get("flags") if folder else None
         cfg = config.load(job_dir=folder, job_flags=flags)
         for name, value in cfg.to_env().items():
@@ -145,8 +146,16 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the pipeline's one-line errors (its own are a usage block and a second line)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())  # an argument may hold a newline
+        self.exit(2, f"pipeline: error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pipeline",
         description="Offline transcripts, translations and subtitles for your own media, on your own hardware.",
     )
