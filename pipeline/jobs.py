@@ -171,6 +171,32 @@ def _now() -> str:
 now = _now
 
 
+_TEMP_OVERHEAD = 15  # atomic.atomic_open's ".{name}.XXXXXXXX.part"
+
+
+def check_output_names(
+    stem: str, languages: list[str], formats: tuple[str, ...], extra: tuple[str, ...], out_root: Path
+) -> None:
+    """Refuse a media stem whose outputs could not be written: `<stem>.<lang>.<ext>` (and `extra` suffixes),
+    written through a temporary `.<name>.XXXXXXXX.part` beside it, must fit the file system's NAME_MAX.
+    Refused rather than shortened: output names stay what users and scripts derive from their file's name."""
+    suffixes = [f".{lang}.{ext}" for lang in languages for ext in formats] + list(extra)
+    longest = max(suffixes, key=len)
+    existing = next(p for p in (out_root.absolute(), *out_root.absolute().parents) if p.exists())
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    limit = name_max - len(longest) - _TEMP_OVERHEAD
+    size = len(stem.encode("utf-8", "surrogateescape"))
+    if size > limit:
+        raise PipelineError(
+            f"media file name is too long for its outputs: its stem is {size} bytes, and <stem>{longest} plus "
+            f"{_TEMP_OVERHEAD} bytes of temporary-file name must fit the {name_max}-byte name limit of {existing}; "
+            f"allowed: a stem of at most {limit} bytes (rename the file or link it under a shorter name)"
+        )
+
+
 def fix_for(exc: OSError) -> str | None:
     """What to do before a resume can help after `exc`; None when a resume alone may help."""
     import errno
@@ -230,7 +256,8 @@ def manifest_problems(data: Any) -> list[str]:
     check("media", media, isinstance(media, str) and os.path.isabs(media) and "\0" not in media, "an absolute path")
     stages = data.get("stages")
     expected = list(WORKFLOW_STAGES.get(workflow, ())) if isinstance(workflow, str) else []
-    if check("stages", stages, isinstance(stages, dict) and list(stages) == expected, ", ".join(expected)):
+    ok = isinstance(stages, dict) and list(stages) == expected
+    if check("stages", stages, ok, ", ".join(expected)) and isinstance(stages, dict):
         for name, stage in stages.items():
             if not check(f"stages.{name}", stage, isinstance(stage, dict), "an object"):
                 continue
@@ -258,7 +285,7 @@ def manifest_problems(data: Any) -> list[str]:
                     language(f"routes[{i}].hops[{j}].src", hop.get("src"))
                     language(f"routes[{i}].hops[{j}].tgt", hop.get("tgt"))
     info = data.get("media_info")
-    if check("media_info", info, isinstance(info, dict), "an object"):
+    if check("media_info", info, isinstance(info, dict), "an object") and isinstance(info, dict):
         number("media_info.duration", info.get("duration"))
         video = info.get("video_streams")
         check("media_info.video_streams", video, isinstance(video, int) and video >= 0, "a whole number")

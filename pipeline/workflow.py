@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
-import os
 import platform
 import signal
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -20,7 +18,7 @@ from pipeline import hardware, jobs, media
 from pipeline.errors import Interrupted, PipelineError, StageFailed
 from pipeline.languages import check_speech_language
 from pipeline.profiles import load_matrix
-from pipeline.progress import PeakMemory, format_seconds, say
+from pipeline.progress import JobLog, PeakMemory, format_seconds, say
 from pipeline.stages import STAGES, WORKFLOW_STAGES, Context, warm_start
 
 _VERSIONED = (
@@ -107,34 +105,6 @@ def _plan(cfg: config_mod.Config) -> Plan:
     return Plan(cfg, profile.name, chain, model, routes, info)
 
 
-def _check_output_names(cfg: config_mod.Config, routes: list[dict[str, Any]], out_root: Path) -> None:
-    """Refuse a media name whose outputs could not be written: `<stem>.<lang>.<ext>`, written through a temporary
-    `.<name>.XXXXXXXX.part` beside it, must fit the file system's NAME_MAX. Refused rather than shortened: the
-    output names stay what users and scripts derive from their file's name."""
-    stem = Path(cfg.media).stem.encode("utf-8")
-    languages = [cfg.source_language if cfg.source_language != "auto" else "xxx", *(r["target"] for r in routes)]
-    suffixes = [f".{lang}.{ext}" for lang in languages for ext in ("json", "txt", *cfg.subtitle_formats)]
-    if cfg.workflow == "subtitle":
-        suffixes.append(".subtitled.mkv")
-    longest = max(suffixes, key=len)
-    existing = next(p for p in (out_root.absolute(), *out_root.absolute().parents) if p.exists())
-    try:
-        name_max = os.pathconf(existing, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        name_max = 255
-    limit = name_max - len(longest) - _TEMP_OVERHEAD
-    if len(stem) > limit:
-        raise PipelineError(
-            f"media file name is too long for its outputs: its stem is {len(stem)} bytes, and "
-            f"<stem>{longest} plus {_TEMP_OVERHEAD} bytes of temporary-file name must fit the {name_max}-byte name "
-            f"limit of {existing}; allowed: a stem of at most {limit} bytes (rename the file or link it under a "
-            "shorter name)"
-        )
-
-
-_TEMP_OVERHEAD = 15  # atomic.atomic_open's ".{name}.XXXXXXXX.part"
-
-
 def prepare(
     media_path: str | Path, overrides: Mapping[str, str] | None = None, out_root: Path | None = None
 ) -> tuple[str, Path]:
@@ -147,7 +117,11 @@ def prepare(
     cfg = config_mod.load(cli=cli)
     plan = _plan(cfg)
     out_root = out_root or jobs.default_out_root()
-    _check_output_names(cfg, plan.routes, out_root)
+    source = cfg.source_language if cfg.source_language != "auto" else "xxx"  # a detected code: 2-3 letters
+    languages = [source, *(r["target"] for r in plan.routes)]
+    formats = ("json", "txt", *cfg.subtitle_formats)
+    extra = (".subtitled.mkv",) if cfg.workflow == "subtitle" else ()
+    jobs.check_output_names(Path(cfg.media).stem, languages, formats, extra, out_root)
     config_mod.render_env(cfg)  # a value no job file can hold safely is refused now, before anything exists
     # The flags rank above the environment on every later run too (`run` re-applies them from the manifest).
     flags = {k: v for k, v in cli.items() if k not in config_mod.JOB_KEYS}
@@ -201,37 +175,12 @@ def prepare(
     return job_id, folder
 
 
-class _JobLog(logging.FileHandler):
-    """The job's pipeline.log. A write that fails (a full disk) is one warning line, once, not a traceback per
-    record: the manifest is the job's record, the log its commentary."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, encoding="utf-8", delay=True)
-        self.failed = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            super().emit(record)
-        except OSError as exc:  # opening the file (delay=True) happens outside StreamHandler's own guard
-            self._warn(exc)
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        self._warn(sys.exc_info()[1])
-
-    def _warn(self, exc: BaseException | None) -> None:
-        if not self.failed:
-            self.failed = True
-            reason = exc.strerror if isinstance(exc, OSError) else exc
-            with contextlib.suppress(OSError):
-                say(f"warning: cannot write the job log {self.baseFilename}: {reason}")
-
-
 def _logger(folder: Path) -> logging.Logger:
     logger = logging.getLogger(f"pipeline.job.{folder.name}")
     for old in list(logger.handlers):  # job ids repeat across out roots: one process may run two such jobs
         logger.removeHandler(old)
         old.close()
-    logger.addHandler(_JobLog(folder / "pipeline.log"))
+    logger.addHandler(JobLog(folder / "pipeline.log"))
     logger.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.setLevel(logging.INFO)
     logger.propagate = False

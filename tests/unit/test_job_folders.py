@@ -2,12 +2,15 @@
 
 import datetime as dt
 import json
+import logging
 import threading
+from pathlib import Path
 
 import pytest
 
 from pipeline import jobs
 from pipeline.errors import PipelineError
+from pipeline.progress import JobLog
 
 
 @pytest.mark.parametrize(
@@ -124,3 +127,16 @@ def test_an_out_root_under_a_file_is_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(PipelineError, match=r"cannot create a job folder under .*file/out: Not a directory"):
         jobs.new_job_dir(tmp_path / "file" / "out")
+
+
+def test_a_job_log_that_cannot_be_written_is_one_warning_not_a_traceback_per_record(tmp_path, capsys):
+    """/dev/full answers every write with ENOSPC, as a full disk does; a folder that is gone fails the open."""
+    for path in (Path("/dev/full"), tmp_path / "gone" / "pipeline.log"):
+        logger = logging.getLogger(f"test.joblog.{path}")
+        logger.propagate = False
+        logger.addHandler(JobLog(path))
+        for n in range(3):
+            logger.warning("record %d", n)
+        err = capsys.readouterr().err
+        assert err.count("warning: cannot write the job log") == 1 and "Traceback" not in err, err
+        assert ("No space left on device" if path.name == "full" else "No such file or directory") in err
