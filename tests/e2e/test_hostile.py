@@ -344,3 +344,33 @@ def test_a_media_name_too_long_for_its_outputs(pipeline_cli, clips, tmp_path):
     line = _one_line_error(pipeline_cli("prepare", str(media), "-w", "transcribe", "-s", "en", check=False).result)
     assert "too long for its outputs" in line and "234 bytes" in line
     assert _tree(tmp_path) == before
+
+
+def test_a_disk_that_fills_during_a_stage_leaves_it_running_and_status_says_so(pipeline_cli, clips, tmpfs):
+    """The disk fills while the ASR stage runs: its outputs and then its own record cannot be written. One line;
+    the manifest keeps `running` (the last state it could write); `status` shows the runner is gone."""
+    root = tmpfs("3m")
+    out = root / "out"
+    prepared = pipeline_cli(
+        "prepare", clips["jfk"]["path"], "-w", "transcribe", "-s", "en", "--model", FAST, "--out", str(out)
+    )
+    folder = next(out.glob(f"*/*/*/*/{prepared.job_id}"))
+    process = _spawn_run(prepared, PIPELINE_OUT=str(out))
+    _wait_for_state(folder, "transcribe", "running", process)
+    filler = root / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as handle:
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1 and "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("pipeline: error:")]
+    assert len(errors) == 1 and stderr.rstrip().endswith(errors[0]), stderr  # after the progress lines
+    line = errors[0]
+    assert "No space left on device" in line and "free some disk space, then resume with" in line
+    assert _manifest(folder)["stages"]["transcribe"]["state"] == "running"
+    status = pipeline_cli("status", prepared.job_id, "--out", str(out), check=False)
+    assert status.result.returncode == 1 and "interrupted (runner gone)" in status.result.stdout
+    filler.unlink()
+    pipeline_cli("run", prepared.job_id, "--out", str(out))
+    assert all(s["state"] == "done" for s in _manifest(folder)["stages"].values())
