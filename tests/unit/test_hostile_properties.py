@@ -129,10 +129,14 @@ def test_prepare_with_hostile_names_and_values(stem, prompt, key, value):
 
 
 @settings(max_examples=40, deadline=None)
+@example(job="--")
+@example(job="-x")
 @given(job=st.one_of(_text, _stem, st.just("job-20251203-me-" + "9" * 300), st.just("../../etc")))
 def test_run_and_status_with_hostile_job_ids(job):
     with _sandbox() as root:
-        for command in (["status", job], ["run", job], ["status", "--json", job], ["config", "show", job]):
+        # As typed, and after `--` (how a value that starts with a dash is passed; `config show --` alone is
+        # `config show` without a job, so it only gets the `--` form).
+        for command in (["status", job], ["run", job], ["status", "--json", "--", job], ["config", "show", "--", job]):
             code, _, stderr = _main(command)
             assert code != 0
             _assert_one_line_or_success(code, stderr)
