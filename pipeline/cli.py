@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from pipeline.errors import PipelineError
 
@@ -99,7 +101,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     data = status(args.job, args.out)
     print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else format_status(data))
     states = {stage["state"] for stage in data["stages"].values()}
-    return 1 if "failed" in states else 0
+    return 1 if states & {"failed", "interrupted"} else 0  # stopped short, and nobody is running it
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -136,15 +138,24 @@ def _cmd_config(args: argparse.Namespace) -> int:
     else:
         from pipeline import jobs
 
-        folder = jobs.locate(args.job, args.out or jobs.default_out_root()) if args.job else None
-        cfg = config.load(job_dir=folder)
+        folder = jobs.locate(args.job, args.out or jobs.default_out_root()) if args.job is not None else None
+        flags = jobs.Manifest.load(folder).data.get("flags") if folder else None
+        cfg = config.load(job_dir=folder, job_flags=flags)
         for name, value in cfg.to_env().items():
             print(f"{name}={value}    # {cfg.origins[name]}")
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the pipeline's one-line errors (its own are a usage block and a second line)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())  # an argument may hold a newline
+        self.exit(2, f"pipeline: error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pipeline",
         description="Offline transcripts, translations and subtitles for your own media, on your own hardware.",
     )
@@ -215,20 +226,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _complain(message: str) -> None:
+    # After SIGHUP the terminal may be gone: a message that cannot be shown must not become a traceback.
+    with contextlib.suppress(OSError):
+        print(message, file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except PipelineError as exc:
-        print(f"pipeline: error: {exc}", file=sys.stderr)
+        _complain(f"pipeline: error: {exc}")
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(
-            "pipeline: interrupted; finished stages are kept (resume with `pipeline run JOB`)",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as exc:
+        job_id = getattr(exc, "job_id", None)
+        if job_id:
+            _complain(f"pipeline: interrupted; finished stages are kept (resume with `pipeline run {job_id}`)")
+        else:
+            _complain("pipeline: interrupted")
         return 130
+    except OSError as exc:  # last resort: what failed and on which path, in one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        _complain(f"pipeline: error: {exc.strerror or exc}{where}")
+        return 1
 
 
 if __name__ == "__main__":

@@ -129,10 +129,17 @@ def _formats(raw: str) -> tuple[str, ...]:
     return parts
 
 
-def _path(raw: str) -> str:
+def _model(raw: str) -> str:
     text = raw.strip()
-    if not text:
+    if not text:  # Path("") is the current folder: an empty value is a mistake, not a model folder
+        raise ValueError("empty; allowed: a model name (base, tiny.en, large-v3), a model folder, or auto")
+    return text
+
+
+def _path(raw: str) -> str:
+    if not raw.strip():
         return ""
+    text = raw  # verbatim: a file name may begin or end with a space
     try:
         return str(Path(text).expanduser())
     except RuntimeError:  # "~name" where no user is called name: a literal file name, not a crash
@@ -163,7 +170,7 @@ KEYS: tuple[Key, ...] = (
     Key("TARGET_LANGUAGES", "target_languages", _languages, "", "comma-separated target languages"),
     Key("PIPELINE_PROFILE", "profile", _text, "auto", "hardware profile from matrix/profiles.toml, or auto"),
     Key("WHISPER_BACKEND", "backend", _choice(BACKENDS), "auto", "ASR backend"),
-    Key("WHISPER_MODEL", "model", _text, "auto", "model name (base, large-v3, ...) or folder; auto: profile's"),
+    Key("WHISPER_MODEL", "model", _model, "auto", "model name (base, large-v3, ...) or folder; auto: profile's"),
     Key("WHISPER_DEVICE", "device", _choice(DEVICES), "auto", "compute device"),
     Key(
         "WHISPER_COMPUTE_TYPE",
@@ -268,41 +275,97 @@ class Config:
         return out
 
 
+# Keys that define the job itself: fixed at prepare, never taken from the environment (a stray `MEDIA` or
+# `WORKFLOW` exported for something else must not swap a job's input) nor changed by a run's --set.
+JOB_KEYS = frozenset({"WORKFLOW", "MEDIA"})
+
+
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value pairs of a dotenv file (python-dotenv parses quoting, comments and `export`)."""
-    from dotenv import dotenv_values
+    """KEY=value pairs of a dotenv file, verbatim: python-dotenv's parser (quoting, comments, `export`) without
+    its `${VAR}` interpolation, which would expand the environment (secrets included) into file names and
+    prompts. A line it cannot parse is an error naming the file and line, never a silent default."""
+    from dotenv.parser import parse_stream
 
     try:
-        values = dotenv_values(path, encoding="utf-8")
+        # newline="": a "\r" inside a quoted value is part of the value, as the writer meant it.
+        with open(path, encoding="utf-8", newline="") as stream:
+            bindings = list(parse_stream(stream))
     except UnicodeDecodeError:
         raise PipelineError(f"config file {path} is not UTF-8 text") from None
-    return {k: ("" if v is None else v) for k, v in values.items()}
+    except OSError as exc:
+        raise PipelineError(f"cannot read config file {path}: {exc.strerror}") from None
+    bad = [str(b.original.line) for b in bindings if b.error]
+    if bad:
+        raise PipelineError(
+            f"config file {path}: cannot parse line {', '.join(bad)}; allowed: KEY=value, KEY='value', "
+            'KEY="value" (a quote left open?)'
+        )
+    return {b.key: (b.value or "") for b in bindings if b.key is not None}
+
+
+def _check_text(value: str) -> str | None:
+    """Why `value` cannot be a config value (None if it can): it must be writable to a UTF-8 job file and be
+    a valid file name part (no NUL)."""
+    if "\0" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate-escaped bytes from a non-UTF-8 argument or file name
+        return "is not valid UTF-8 text"
+    return None
+
+
+def _shown(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # show the undecodable bytes as bytes: b'/m/\xff.wav'
+        return repr(value.encode("utf-8", "surrogateescape"))
+    return repr(value)
 
 
 def build(layers: Iterable[tuple[str, Mapping[str, str]]]) -> Config:
-    """Merge (origin, KEY->raw value) layers, lowest precedence first, and validate every value."""
+    """Merge (origin, KEY->raw value) layers, lowest precedence first, and validate every value. Every bad key
+    and value is reported, in one line, not only the first."""
     raw: dict[str, tuple[str, str]] = {key.name: (key.default, "default") for key in KEYS}
+    problems: list[str] = []
     for origin, values in layers:
         for name, value in values.items():
             if name not in BY_NAME:
                 close = difflib.get_close_matches(name, BY_NAME, n=1)
                 hint = f"; did you mean {close[0]}?" if close else ""
-                raise PipelineError(f"{origin}: unknown key {name}{hint} (keys: `pipeline config keys`)")
+                label = name if _check_text(name) is None else _shown(name)
+                problems.append(f"{origin}: unknown key {label}{hint} (keys: `pipeline config keys`)")
+                continue
             raw[name] = (value, origin)
     parsed: dict[str, Any] = {}
     for key in KEYS:
         value, origin = raw[key.name]
         try:
+            if why := _check_text(value):
+                raise ValueError(f"it {why}")
             parsed[key.attr] = key.parse(value)
         except (ValueError, PipelineError) as exc:
-            raise PipelineError(f"{origin}: {key.name}={value!r} is not valid; {exc}") from None
+            problems.append(f"{origin}: {key.name}={_shown(value)} is not valid; {exc}")
+    if problems:
+        raise PipelineError(" | ".join(problems))
     parsed["origins"] = {key.name: raw[key.name][1] for key in KEYS}
     return Config(**parsed)
 
 
 def environment_layer(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     environ = os.environ if environ is None else environ
-    return {name: environ[name] for name in BY_NAME if name in environ}
+    return {name: environ[name] for name in BY_NAME if name in environ and name not in JOB_KEYS}
+
+
+def project_config_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """`$PIPELINE_CONFIG` (which must exist), else `config/.env.pipeline` if there is one."""
+    environ = os.environ if environ is None else environ
+    if named := environ.get("PIPELINE_CONFIG"):
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise PipelineError(f"PIPELINE_CONFIG={named}: no such config file; allowed: a .env.pipeline file")
+        return path
+    return PROJECT_CONFIG if PROJECT_CONFIG.is_file() else None
 
 
 def load(
@@ -311,28 +374,50 @@ def load(
     cli: Mapping[str, str] | None = None,
     project_config: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    job_flags: Mapping[str, str] | None = None,
 ) -> Config:
-    """The effective config: defaults < project config < job config < environment < command line."""
+    """The effective config: defaults < project config < job config < environment < command line.
+
+    `job_flags` are the command-line flags the job was prepared with (its manifest keeps them): they rank as
+    command-line flags on every later run, above the environment, below that run's own `cli` flags."""
     layers: list[tuple[str, Mapping[str, str]]] = []
-    project_config = project_config or Path(os.environ.get("PIPELINE_CONFIG", PROJECT_CONFIG))
-    if project_config.is_file():
+    project_config = project_config or project_config_path(environ)
+    if project_config is not None and project_config.is_file():
         layers.append((str(project_config), read_env_file(project_config)))
     if job_dir is not None and (job_dir / JOB_CONFIG).is_file():
         layers.append((str(job_dir / JOB_CONFIG), read_env_file(job_dir / JOB_CONFIG)))
     layers.append(("environment", environment_layer(environ)))
+    if job_flags:
+        layers.append(("command line (prepare)", job_flags))
     if cli:
         layers.append(("command line", cli))
     return build(layers)
 
 
+def quote_env_value(name: str, value: str) -> str:
+    """`value` quoted so that python-dotenv reads it back verbatim and `set -a; . .env.pipeline` in bash is
+    harmless (no command substitution, no expansion) and, where bash can hold it, gives the same value.
+
+    Single quotes are literal in bash; python-dotenv decodes a backslash pair and backslash-quote inside them.
+    Double quotes with every backslash and quote escaped are read alike by both unless the value has `$` or a
+    backtick, which bash would expand. A value needing both (a ' or a backslash pair, and $ or a backtick) has
+    no such form."""
+    if "'" not in value and "\\\\" not in value and not value.endswith("\\"):
+        return f"'{value}'"
+    if "$" not in value and "`" not in value:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise PipelineError(
+        f"{name}={_shown(value)} cannot be written to a job file safely (it has both a quote or backslash and "
+        "a $ or backtick, which a shell sourcing .env.pipeline would run); allowed: values without that mix "
+        "(rename the file or reword the value)"
+    )
+
+
 def render_env(config: Config, header: str = "") -> str:
-    """A `.env.pipeline` file that reproduces `config`."""
+    """A `.env.pipeline` file that reproduces `config` (a PipelineError if a value cannot be written safely)."""
     lines = [f"# {line}" for line in header.splitlines()] if header else []
-    for key in KEYS:
-        # Double quotes with backslash escapes: what python-dotenv reads back verbatim (spaces, #, quotes, é).
-        value = config.to_env()[key.name]
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        lines.append(f'{key.name}="{escaped}"')
+    values = config.to_env()
+    lines += [f"{key.name}={quote_env_value(key.name, values[key.name])}" for key in KEYS]
     return "\n".join(lines) + "\n"
 
 

@@ -45,11 +45,15 @@ def _last_line(text: str) -> str:
 
 def probe(path: Path) -> MediaInfo:
     """Check that `path` is readable media with an audio stream; one-line errors otherwise."""
-    if not path.exists():
-        raise PipelineError(f"media file not found: {path}")
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise PipelineError(f"media file not found: {path}") from None
+    except OSError as exc:  # a name too long, a folder we may not enter
+        raise PipelineError(f"cannot read media file {path}: {exc.strerror}") from None
     if not path.is_file():
         raise PipelineError(f"media path is not a file: {path}")
-    if path.stat().st_size == 0:
+    if stat.st_size == 0:
         raise PipelineError(f"media file is empty (0 bytes): {path}")
     result = subprocess.run(
         [

@@ -4,12 +4,14 @@ and the peak memory of the whole process tree (the pipeline, its ASR workers, ff
 from __future__ import annotations
 
 import contextlib
+import logging
 import resource
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -102,6 +104,31 @@ class PeakMemory:
         self._thread.join()
         self._sample()
         self._reaped()
+
+
+class JobLog(logging.FileHandler):
+    """The job's pipeline.log. A write that fails (a full disk) is one warning line, once, not a traceback per
+    record: the manifest is the job's record, the log its commentary."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except OSError as exc:  # opening the file (delay=True) happens outside StreamHandler's own guard
+            self._warn(exc)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._warn(sys.exc_info()[1])
+
+    def _warn(self, exc: BaseException | None) -> None:
+        if not self.failed:
+            self.failed = True
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            with contextlib.suppress(OSError):
+                say(f"warning: cannot write the job log {self.baseFilename}: {reason}")
 
 
 def _children_peak_mb() -> float:

@@ -8,17 +8,17 @@ import logging
 import platform
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline import config as config_mod
 from pipeline import hardware, jobs, media
-from pipeline.errors import PipelineError, StageFailed
+from pipeline.errors import Interrupted, PipelineError, StageFailed
 from pipeline.languages import check_speech_language
 from pipeline.profiles import load_matrix
-from pipeline.progress import PeakMemory, format_seconds, say
+from pipeline.progress import JobLog, PeakMemory, format_seconds, say
 from pipeline.stages import STAGES, WORKFLOW_STAGES, Context, warm_start
 
 _VERSIONED = (
@@ -110,10 +110,22 @@ def prepare(
 ) -> tuple[str, Path]:
     """Validate everything, then create the job folder. Nothing is written when validation fails."""
     cli = dict(overrides or {})
-    cli["MEDIA"] = str(Path(media_path).expanduser().absolute())
+    try:
+        cli["MEDIA"] = str(Path(media_path).expanduser().absolute())
+    except (OSError, RuntimeError):  # cwd deleted; "~nobody/x"
+        cli["MEDIA"] = str(media_path)
     cfg = config_mod.load(cli=cli)
     plan = _plan(cfg)
     out_root = out_root or jobs.default_out_root()
+    source = cfg.source_language if cfg.source_language != "auto" else "xxx"  # a detected code: 2-3 letters
+    languages = [source, *(r["target"] for r in plan.routes)]
+    formats = ("json", "txt", *cfg.subtitle_formats)
+    extra = (".subtitled.mkv",) if cfg.workflow == "subtitle" else ()
+    jobs.check_output_names(Path(cfg.media).stem, languages, formats, extra, out_root)
+    config_mod.render_env(cfg)  # a value no job file can hold safely is refused now, before anything exists
+    # The flags rank above the environment on every later run too (`run` re-applies them from the manifest).
+    flags = {k: v for k, v in cli.items() if k not in config_mod.JOB_KEYS}
+    media_stat = Path(cfg.media).stat()
     job_id, folder = jobs.new_job_dir(out_root)
     try:
         (folder / "work").mkdir()
@@ -134,6 +146,8 @@ def prepare(
             chain=[c.__dict__ for c in plan.chain],
             routes=plan.routes,
             media_info=plan.info.to_dict(),
+            media_stat={"size": media_stat.st_size, "mtime_ns": media_stat.st_mtime_ns},
+            flags=flags,
             host={
                 "system": platform.system(),
                 "machine": platform.machine(),
@@ -149,10 +163,12 @@ def prepare(
             duration=plan.info.duration,
             video_streams=plan.info.video_streams,
         )
-    except BaseException:
+    except BaseException as exc:
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, OSError):  # a disk that filled up, a folder made read-only meanwhile
+            raise PipelineError(f"cannot write job {job_id} in {folder}: {exc.strerror}") from None
         raise
     for notice in (n for c in plan.chain[:1] for n in c.notices):
         say(notice)
@@ -161,12 +177,13 @@ def prepare(
 
 def _logger(folder: Path) -> logging.Logger:
     logger = logging.getLogger(f"pipeline.job.{folder.name}")
-    if not logger.handlers:
-        handler = logging.FileHandler(folder / "pipeline.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    for old in list(logger.handlers):  # job ids repeat across out roots: one process may run two such jobs
+        logger.removeHandler(old)
+        old.close()
+    logger.addHandler(JobLog(folder / "pipeline.log"))
+    logger.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     return logger
 
 
@@ -174,66 +191,120 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
+# Stopped like Ctrl-C, recording where: SIGTERM (kill, systemd) and SIGHUP (the terminal closed, ssh dropped).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP (delivered once the block ends) while the manifest is written."""
+    held = {signal.SIGINT, *_STOP_SIGNALS}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def run(
     job: str, overrides: Mapping[str, str] | None = None, *, force: bool = False, out_root: Path | None = None
 ) -> Path:
     """Run a prepared job's unfinished stages (all with `force`). Returns the job folder."""
     folder = jobs.locate(job, out_root or jobs.default_out_root())
-    with jobs.locked(folder):
-        cfg = config_mod.load(job_dir=folder, cli=overrides)
-        manifest = jobs.Manifest.load(folder)
-        matrix = load_matrix()
-        hw = hardware.detect()
-        profile = hardware.resolve_profile(cfg, matrix, hw)
-        chain = tuple(hardware.resolve_chain(cfg, profile, hw))
-        model = profile.model if cfg.model == "auto" else cfg.model
-        ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log")
-        log = _logger(folder)
-        pending = [
-            name
-            for name in manifest.stages
-            if manifest.stage(name)["state"] not in ("done", "skipped") or (force and name != "probe")
-        ]
-        previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM: stop like Ctrl-C, recording where
-        try:
-            with contextlib.ExitStack() as stack:
-                # Something runs before the transcription (the extract): its model loads meanwhile.
-                if "transcribe" in pending[1:] and (warm := warm_start(ctx)):
-                    ctx = replace(ctx, warm=stack.enter_context(warm))
-                for name in pending:
-                    _run_stage(ctx, name, log)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-        manifest.data["versions"] = library_versions()
-        manifest.data["finished"] = jobs.now()
-        manifest.save()
+    fixed = sorted(set(overrides or {}) & config_mod.JOB_KEYS)
+    if fixed:
+        raise PipelineError(f"{', '.join(fixed)} cannot change after prepare; allowed: prepare a new job")
+    try:
+        with jobs.locked(folder):
+            _run_locked(folder, overrides, force)
+    except PipelineError as exc:
+        if isinstance(exc, StageFailed) or not exc.fix:
+            raise
+        # A full disk, a folder made read-only: what to fix, and that a resume then continues where this stopped.
+        raise PipelineError(f"{exc} ({exc.fix}, then resume with `pipeline run {folder.name}`)") from None
     return folder
+
+
+def _run_locked(folder: Path, overrides: Mapping[str, str] | None, force: bool) -> None:
+    manifest = jobs.Manifest.load(folder)
+    cfg = config_mod.load(job_dir=folder, cli=overrides, job_flags=manifest.data.get("flags"))
+    matrix = load_matrix()
+    hw = hardware.detect()
+    profile = hardware.resolve_profile(cfg, matrix, hw)
+    chain = tuple(hardware.resolve_chain(cfg, profile, hw))
+    model = profile.model if cfg.model == "auto" else cfg.model
+    _record_run_config(manifest, folder, cfg, profile.name, model, chain)
+    ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log")
+    log = _logger(folder)
+    pending = [
+        name
+        for name in manifest.stages
+        if manifest.stage(name)["state"] not in ("done", "skipped") or (force and name != "probe")
+    ]
+    previous = {signum: signal.signal(signum, _terminate) for signum in _STOP_SIGNALS}
+    try:
+        with contextlib.ExitStack() as stack:
+            # Something runs before the transcription (the extract): its model loads meanwhile.
+            if "transcribe" in pending[1:] and (warm := warm_start(ctx)):
+                ctx = replace(ctx, warm=stack.enter_context(warm))
+            for name in pending:
+                _run_stage(ctx, name, log)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(manifest.data["job_id"], str(exc)) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    manifest.data["versions"] = library_versions()
+    manifest.data["finished"] = jobs.now()
+    manifest.save()
+
+
+def _record_run_config(
+    manifest: jobs.Manifest,
+    folder: Path,
+    cfg: config_mod.Config,
+    profile: str,
+    model: str,
+    chain: tuple[hardware.Choice, ...],
+) -> None:
+    """Record what this run really uses: the settings that differ from the job's .env.pipeline (an exported
+    variable, a flag), each with where it came from, and the profile, model and backends they resolve to."""
+    job_file = folder / config_mod.JOB_CONFIG
+    written = config_mod.build([(str(job_file), config_mod.read_env_file(job_file))]).to_env()
+    effective = cfg.to_env()
+    manifest.data["run_overrides"] = {
+        name: {"value": value, "from": cfg.origins[name], "job_file": written[name]}
+        for name, value in effective.items()
+        if value != written[name]
+    }
+    manifest.data.update(profile=profile, model=model, chain=[c.__dict__ for c in chain])
+    manifest.save()
 
 
 def _run_stage(ctx: Context, name: str, log: logging.Logger) -> None:
     manifest = ctx.manifest
-    manifest.update(name, state="running", started=jobs.now(), error=None)
-    log.info("stage %s started", name)
     start = time.perf_counter()
-    try:
+    try:  # a signal landing between recording `running` and the stage's start is still recorded below
+        manifest.update(name, state="running", started=jobs.now(), error=None)
+        log.info("stage %s started", name)
         with PeakMemory() as memory:
             facts = STAGES[name](ctx)
     except KeyboardInterrupt:
-        manifest.update(name, state="interrupted", wall_s=round(time.perf_counter() - start, 3))
-        log.info("stage %s interrupted", name)
+        with _signals_held():  # a second Ctrl-C must not cut the record of the first short
+            manifest.update(name, state="interrupted", wall_s=round(time.perf_counter() - start, 3))
+            log.info("stage %s interrupted", name)
         raise
     except Exception as exc:  # any failure is recorded; the job stays resumable at this stage
         reason = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
         reason = " ".join(reason.split())
         # An exhausted fallback chain carries its attempts: the crash counts of failed jobs matter most.
         record = exc.to_dict() if hasattr(exc, "to_dict") else {}
-        manifest.update(
-            name, **record, state="failed", error=reason, wall_s=round(time.perf_counter() - start, 3)
-        )
+        with contextlib.suppress(PipelineError):  # the disk that failed the stage may fail the record too:
+            manifest.update(  # the stage then stays `running`, which `status` shows as interrupted
+                name, **record, state="failed", error=reason, wall_s=round(time.perf_counter() - start, 3)
+            )
         log.exception("stage %s failed", name)
-        raise StageFailed(
-            f"stage {name} failed: {reason} (resume with `pipeline run {manifest.data['job_id']}`)"
-        ) from exc
+        raise StageFailed(f"stage {name} failed: {reason}{_advice(ctx, exc)}") from exc
     wall = time.perf_counter() - start
     state = facts.pop("state", "done")
     manifest.update(
@@ -249,9 +320,42 @@ def _run_stage(ctx: Context, name: str, log: logging.Logger) -> None:
     say(f"{name:<11} {state} in {format_seconds(wall)}, peak {memory.peak_mb:.0f} MB{detail}")
 
 
+def _advice(ctx: Context, exc: Exception) -> str:
+    """What to do after a failed stage, advising a resume only where one can help."""
+    import errno
+
+    resume = f"resume with `pipeline run {ctx.manifest.data['job_id']}`"
+    media_path = ctx.media
+    try:
+        now = media_path.stat()
+    except OSError:
+        return f" (the media file {media_path} is gone; put it back, then {resume})"
+    then = ctx.manifest.data.get("media_stat") or {}
+    if then and (now.st_size, now.st_mtime_ns) != (then.get("size"), then.get("mtime_ns")):
+        return f" (the media file {media_path} changed since the job was prepared; prepare a new job for it)"
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):  # a name this file system refuses
+            return ""
+        fix = jobs.fix_for(exc)
+        return f" ({fix}, then {resume})" if fix else f" ({resume})"
+    if isinstance(exc, PipelineError) and not exc.resumable:
+        return ""
+    fix = exc.fix if isinstance(exc, PipelineError) else None
+    return f" ({fix}, then {resume})" if fix else f" ({resume})"
+
+
 def status(job: str, out_root: Path | None = None) -> dict[str, Any]:
+    """The job's manifest; a stage recorded `running` while no `pipeline run` holds the job's lock (killed,
+    its terminal closed, its disk full at the last write) is reported as interrupted, runner gone."""
     folder = jobs.locate(job, out_root or jobs.default_out_root())
-    return jobs.Manifest.load(folder).data | {"folder": str(folder)}
+    data = jobs.Manifest.load(folder).data
+    running = {name for name, stage in data["stages"].items() if stage["state"] == "running"}
+    if running and not jobs.runner_alive(folder):
+        again = jobs.Manifest.load(folder).data  # read after the lock was seen free: not a run just finishing
+        for name in running:
+            if again["stages"][name] == data["stages"][name]:
+                data["stages"][name] |= {"state": "interrupted", "runner_gone": True}
+    return data | {"folder": str(folder)}
 
 
 def format_status(data: dict[str, Any]) -> str:
@@ -266,7 +370,10 @@ def format_status(data: dict[str, Any]) -> str:
             )
         wall = f"{stage['wall_s']:.1f}s" if "wall_s" in stage else ""
         peak = f"{stage['peak_rss_mb']:.0f}" if "peak_rss_mb" in stage else ""
-        rows.append((name, stage["state"], wall, peak, detail))
+        state = stage["state"] + (" (runner gone)" if stage.get("runner_gone") else "")
+        if stage.get("runner_gone"):
+            detail = f"no `pipeline run` holds the job; resume with `pipeline run {data['job_id']}`"
+        rows.append((name, state, wall, peak, detail))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"job {data['job_id']} ({data['workflow']}) {data['media']}", f"folder {data['folder']}"]
     lines += [

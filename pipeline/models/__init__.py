@@ -62,9 +62,16 @@ _HUB_REPOS = {CT2: "Systran/faster-whisper-{name}", MLX: "mlx-community/whisper-
 
 def models_dir() -> Path:
     if env := os.environ.get("PIPELINE_MODELS_DIR"):
-        return Path(env).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "pipeline" / "models"
+        folder = Path(env).expanduser()
+        where = f"PIPELINE_MODELS_DIR={env}"
+    else:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        folder = cache / "pipeline" / "models"
+        where = f"the models folder {folder}"
+    # A file there would fail every lookup with ENOTDIR, and an install with a traceback.
+    if folder.exists() and not folder.is_dir():
+        raise PipelineError(f"{where} is not a folder; allowed: a folder (it is created if missing)")
+    return folder
 
 
 def model_format(folder: Path) -> str | None:

@@ -108,7 +108,7 @@ def test_bad_value_in_a_job_file_names_the_file(pipeline_cli, clips):
     prepared = pipeline_cli("prepare", clips["jfk"]["path"], "--workflow", "transcribe", "-s", "en")
     env_file = prepared.folder / ".env.pipeline"
     env_file.write_text(
-        env_file.read_text(encoding="utf-8").replace('WHISPER_BEAM_SIZE="5"', 'WHISPER_BEAM_SIZE="wide"')
+        env_file.read_text(encoding="utf-8").replace("WHISPER_BEAM_SIZE='5'", "WHISPER_BEAM_SIZE='wide'")
     )
     run = pipeline_cli("run", prepared.job_id, check=False)
     assert run.result.returncode == 2

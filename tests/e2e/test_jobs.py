@@ -27,7 +27,7 @@ def test_prepare_status_run_and_rerun(pipeline_cli, clips):
     assert job_id.startswith("job-") and len(prepared.result.stdout.split()) == 1
     folder = prepared.folder
     env_file = (folder / ".env.pipeline").read_text(encoding="utf-8")
-    assert 'WORKFLOW="transcribe"' in env_file and f'WHISPER_MODEL="{MODEL}"' in env_file
+    assert "WORKFLOW='transcribe'" in env_file and f"WHISPER_MODEL='{MODEL}'" in env_file
     status = pipeline_cli("status", job_id)
     assert "extract" in status.result.stdout and "pending" in status.result.stdout
     pipeline_cli("run", job_id)

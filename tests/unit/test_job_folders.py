@@ -1,12 +1,16 @@
 """Job ids, folders and the manifest."""
 
 import datetime as dt
+import json
+import logging
 import threading
+from pathlib import Path
 
 import pytest
 
 from pipeline import jobs
 from pipeline.errors import PipelineError
+from pipeline.progress import JobLog
 
 
 @pytest.mark.parametrize(
@@ -54,12 +58,85 @@ def test_user_names_are_made_path_safe(monkeypatch):
     assert jobs.current_user() == "ana_mar_a_x"
 
 
-def test_manifest_resume_point_and_lock(tmp_path):
-    manifest = jobs.Manifest.create(
-        tmp_path, "job-20251203-u-0001", "transcribe", "/m.wav", ["probe", "extract"]
+def _manifest(folder, **extra):
+    return jobs.Manifest.create(
+        folder,
+        "job-20251203-u-0001",
+        "translate",
+        "/m.wav",
+        ["probe", "extract", "transcribe", "translate", "subtitles"],
+        media_info={"duration": 11.0, "video_streams": 0},
+        routes=[{"target": "es", "hops": [{"engine": "apertium", "src": "en", "tgt": "es"}]}],
+        flags={"WHISPER_MODEL": "base"},
+        **extra,
     )
+
+
+def test_manifest_resume_point_and_lock(tmp_path):
+    manifest = _manifest(tmp_path)
     assert manifest.first_unfinished() == "probe"
     manifest.update("probe", state="done")
     assert jobs.Manifest.load(tmp_path).first_unfinished() == "extract"
+    assert not jobs.runner_alive(tmp_path)
     with jobs.locked(tmp_path), pytest.raises(PipelineError, match="already running"), jobs.locked(tmp_path):
         pass
+    with jobs.locked(tmp_path):
+        assert jobs.runner_alive(tmp_path)  # what `status` asks: is anybody running this job?
+    assert not jobs.runner_alive(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("language",), "en/../../x", "language="),
+        (("routes", 0, "target"), "../es", "routes[0].target="),
+        (("routes", 0, "hops", 0, "tgt"), "es/../../../x", "routes[0].hops[0].tgt="),
+        (("routes", 0, "hops", 0, "engine"), "rm -rf", "routes[0].hops[0].engine="),
+        (("stages", "subtitles", "state"), "finished", "stages.subtitles.state="),
+        (("stages",), {"probe": {"state": "done"}, "evil": {"state": "pending"}}, "stages="),
+        (("media",), ["/m.wav"], "media="),
+        (("media",), "relative.wav", "media="),
+        (("workflow",), "format-disk", "workflow="),
+        (("job_id",), "job-1/../..", "job_id="),
+        (("media_info", "duration"), "11", "media_info.duration="),
+        (("flags",), {"MEDIA": "/etc/shadow"}, "flags.MEDIA="),
+        (("flags",), {"API_TOKEN": "x"}, "flags.API_TOKEN="),
+        (("stages", "transcribe", "wall_s"), "fast", "stages.transcribe.wall_s="),
+    ],
+)
+def test_a_crafted_manifest_is_refused_naming_the_field(tmp_path, path, value, field):
+    """A job folder is input: a manifest whose fields would steer a path outside the job (or crash) is refused."""
+    data = _manifest(tmp_path).data
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    (tmp_path / jobs.MANIFEST).write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(PipelineError) as caught:
+        jobs.Manifest.load(tmp_path)
+    assert field in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_job_id_longer_than_a_file_name_is_invalid_not_a_traceback(tmp_path):
+    for job in ("job-20251203-u-" + "1" * 300, "x" * 300):
+        with pytest.raises(PipelineError, match=r"invalid job id|no job folder"):
+            jobs.locate(job, tmp_path)
+
+
+def test_an_out_root_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PipelineError, match=r"cannot create a job folder under .*file/out: Not a directory"):
+        jobs.new_job_dir(tmp_path / "file" / "out")
+
+
+def test_a_job_log_that_cannot_be_written_is_one_warning_not_a_traceback_per_record(tmp_path, capsys):
+    """/dev/full answers every write with ENOSPC, as a full disk does; a folder that is gone fails the open."""
+    for path in (Path("/dev/full"), tmp_path / "gone" / "pipeline.log"):
+        logger = logging.getLogger(f"test.joblog.{path}")
+        logger.propagate = False
+        logger.addHandler(JobLog(path))
+        for n in range(3):
+            logger.warning("record %d", n)
+        err = capsys.readouterr().err
+        assert err.count("warning: cannot write the job log") == 1 and "Traceback" not in err, err
+        assert ("No space left on device" if path.name == "full" else "No such file or directory") in err
