@@ -12,13 +12,11 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(
-    path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"
-) -> Iterator[IO[Any]]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on success fsync it and rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".part", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the permissions any new file would
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
@@ -30,6 +28,22 @@ def atomic_open(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+_RANDOM_CHARS = 8  # what mkstemp adds between prefix and suffix
+
+
+def _temp_prefix(path: Path) -> str:
+    """`.<name>.`, so a leftover says whose it was; a fixed short one when that would make the temporary name
+    longer than the folder allows (a legal 250-byte target name must not fail for its temporary's sake). It stays
+    in the same folder, so the rename is still atomic."""
+    prefix = f".{path.name}."
+    try:
+        name_max = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    fits = len(os.fsencode(prefix)) + _RANDOM_CHARS + len(".part") <= name_max
+    return prefix if fits else ".atomic."
 
 
 def _umask() -> int:

@@ -187,7 +187,7 @@ def run(
         profile = hardware.resolve_profile(cfg, matrix, hw)
         chain = tuple(hardware.resolve_chain(cfg, profile, hw))
         model = profile.model if cfg.model == "auto" else cfg.model
-        ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log")
+        ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log", force=force)
         log = _logger(folder)
         pending = [
             name
