@@ -237,9 +237,9 @@ def translate(ctx: Context) -> dict[str, Any]:
     tracks: dict[str, Future[Transcript]] = {source.language: _resolved(source)}
     done = []
     for route in routes:
-        finished = ctx.output(route.target, "json")
-        if finished.is_file() and not ctx.force:  # an earlier run's: never redo (or lose) it, unless forced
-            tracks.setdefault(route.target, _resolved(_read_transcript(finished)))
+        earlier = ctx.output(route.target, "json")
+        if earlier.is_file() and not ctx.force:  # an earlier run's: never redo (or lose) it, unless forced
+            tracks.setdefault(route.target, _resolved(_read_transcript(earlier)))
             done.append(route.target)
     plans = []
     for route in routes:

@@ -726,14 +726,14 @@ def run_isolated(
     if not chain:
         raise ValueError("run_isolated needs at least one AsrRequest")
     if reuse and (found := _reusable(chain, Path(workdir))):
-        attempt, data = found
+        earlier, document = found
         if warm is not None:
             warm.close()
         _log(
             _prepared_log(workdir, log_path),
-            f"== asr: {attempt.backend} result of an earlier run reused ({attempt.reused}); no worker started",
+            f"== asr: {earlier.backend} result of an earlier run reused ({earlier.reused}); no worker started",
         )
-        return AsrOutcome(Transcript.from_dict(data["transcript"]), (attempt,), data.get("worker", {}))
+        return AsrOutcome(Transcript.from_dict(document["transcript"]), (earlier,), document.get("worker", {}))
     argv = list(worker_argv) if worker_argv else default_worker_argv()
     # A warm worker's attempt folder is already the fresh one; without it, sweep the stale ones.
     first = warm.take(chain[0], Path(workdir), _log_file(workdir, log_path), argv) if warm else None
