@@ -25,8 +25,8 @@ stage failed after it, writing the transcript: a full disk, a name too long). On
 
 Each worker gets a pipe on its stdin that we hold open for its whole life: it kills its own process group when
 the pipe ends, so a pipeline killed with -9 leaves no worker behind (`pipeline.asr.worker`). Its temporary
-files go to `attempt-N/tmp`, removed once its group is gone; onnxruntime's telemetry (a device id and a database
-under ~/.cache/Microsoft) is switched off.
+files and the caches its libraries would leave in the home folder go to `attempt-N/tmp`, removed once its group
+is gone; onnxruntime's telemetry (a device id and a database under ~/.cache/Microsoft) is switched off.
 
 The timeout is inactivity, not total time: a worker that reports no progress for `timeout` seconds is killed.
 A total limit would have to scale with the media's length and the machine's speed (MLX on a Linux CPU is ~30x
@@ -268,8 +268,12 @@ def default_worker_argv() -> list[str]:
 
 def _worker_env(tmpdir: Path | None = None) -> dict[str, str]:
     env = dict(os.environ, **_WORKER_ENV)
-    if tmpdir is not None:  # torch leaves a module-level temporary folder: the worker ends without teardown
+    if tmpdir is not None:
+        # A job leaves nothing outside its folder: torch leaves a module-level temporary folder (the worker ends
+        # without teardown), whisperx's VAD creates torch's cache folder, pyannote's matplotlib its font cache.
         env["TMPDIR"] = str(tmpdir)
+        env.setdefault("TORCH_HOME", str(tmpdir / "torch"))
+        env.setdefault("MPLCONFIGDIR", str(tmpdir / "matplotlib"))
     # The worker must import the same `pipeline` as we did, whatever the current directory.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
