@@ -205,8 +205,12 @@ def test_stale_result_from_an_earlier_run_is_never_used(request_for: MakeRequest
     assert failed.value.attempts[0].outcome == "crashed"
 
 
+# SIGINT at its default, as a shell leaves it for a foreground command (the only kind a Ctrl-C reaches): a
+# suite started as a background job (`make test &` from a script) inherits it ignored, and Python then installs
+# no KeyboardInterrupt, so our SIGINT would do nothing at all.
 _CTRL_C_PARENT = """
-import json, sys
+import json, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 from pipeline import audio
 from pipeline.asr import AsrRequest
@@ -220,23 +224,19 @@ def test_ctrl_c_stops_the_worker_group_and_reraises(request_for: MakeRequest, tm
     pidfile = tmp_path / "pids.json"
     argv = faulty_argv(point="after_load", action="hang", orphan=True, pidfile=str(pidfile))
     parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _CTRL_C_PARENT,
-            json.dumps([asdict(request_for()), str(tmp_path / "w"), argv]),
-        ],
+        [sys.executable, "-c", _CTRL_C_PARENT, json.dumps([asdict(request_for()), str(tmp_path / "w"), argv])],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + TIMEOUT
-    while not pidfile.exists() or not pidfile.read_text():
-        assert time.monotonic() < deadline and parent.poll() is None, "the parent never started the worker"
-        time.sleep(0.1)
-    pids = json.loads(pidfile.read_text())
-    parent.send_signal(signal.SIGINT)  # what Ctrl-C sends; the worker, in its own session, gets nothing
-    _, stderr = parent.communicate(timeout=30)
+    pids = _pids_once_loaded(pidfile, parent)
+    try:
+        parent.send_signal(signal.SIGINT)  # what Ctrl-C sends; the worker, in its own session, gets nothing
+        _, stderr = parent.communicate(timeout=60)  # generous under load: it takes a fraction of a second
+    finally:
+        parent.kill()
+        for pid in group_members(pids["pgid"]):
+            os.kill(pid, signal.SIGKILL)
     # An uncaught KeyboardInterrupt ends Python by SIGINT (so that shells see a Ctrl-C), after the traceback.
     assert parent.returncode == -signal.SIGINT and stderr.rstrip().endswith("KeyboardInterrupt")
     assert not alive(pids["pid"]) and not alive(pids["child"]) and group_members(pids["pgid"]) == []
