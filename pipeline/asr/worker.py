@@ -198,7 +198,6 @@ def run(
     hooks: Hooks,
     emit: _Events,
     *,
-    wait: bool = False,
     go: threading.Event | None = None,
 ) -> None:
     started = time.monotonic()
@@ -213,8 +212,8 @@ def run(
     load_s = round(time.monotonic() - started, 3)
     emit("loaded", load_s=load_s)
     hooks.after_load()
-    if wait and go is not None:
-        go.wait()  # until the audio is ready; if the pipeline never gets that far, the watch kills us
+    if go is not None:  # started ahead of its audio: wait until it is ready (or the watch kills us)
+        go.wait()
     total = audio.duration(request.audio)
 
     segments: list[Segment] = []
@@ -286,7 +285,7 @@ def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> NoRet
     emit = _Events(_protocol_stream())
     code = 0
     try:
-        run(Path(args[0]), Path(args[1]), hooks or Hooks(), emit, wait=wait, go=go)
+        run(Path(args[0]), Path(args[1]), hooks or Hooks(), emit, go=go if wait else None)
     except BaseException as exc:  # the parent reads our last stderr line as the reason
         traceback.print_exc()
         sys.stderr.write(f"{type(exc).__name__}: {' '.join(str(exc).split())}\n")
