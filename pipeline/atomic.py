@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -38,12 +39,15 @@ def _temp_prefix(path: Path) -> str:
     longer than the folder allows (a legal 250-byte target name must not fail for its temporary's sake). It stays
     in the same folder, so the rename is still atomic."""
     prefix = f".{path.name}."
-    try:
-        name_max = os.pathconf(path.parent, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        name_max = 255
-    fits = len(os.fsencode(prefix)) + _RANDOM_CHARS + len(".part") <= name_max
+    fits = len(os.fsencode(prefix)) + _RANDOM_CHARS + len(".part") <= _name_max(path.parent)
     return prefix if fits else ".atomic."
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def _umask() -> int:
@@ -61,6 +65,17 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     with atomic_open(path, "w") as handle:
         json.dump(data, handle, ensure_ascii=False, indent=2)
         handle.write("\n")
+
+
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """Where a tool that writes its own file (ffmpeg) writes `path` before `commit_file`: beside it, keeping its
+    suffix, `.<stem>.part<suffix>`; or, when that would be longer than the folder allows, a short name derived
+    from the target's (so that one job's writer always finds its own)."""
+    path = Path(path)
+    name = f".{path.stem}.part{path.suffix}"
+    if len(os.fsencode(name)) > _name_max(path.parent):
+        name = f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}.part{path.suffix}"
+    return path.with_name(name)
 
 
 def commit_file(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:

@@ -309,6 +309,18 @@ def test_a_target_name_at_the_limit_is_written_atomically(tmp_path: Path, name: 
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary left beside it
 
 
+@pytest.mark.parametrize("stem", ["talk", "a" * 240])
+def test_a_tools_partial_file_fits_beside_its_target(tmp_path: Path, stem: str) -> None:
+    """ffmpeg's output before `commit_file`: `<240-byte stem>.subtitled.mp4` is legal, its partial must be too."""
+    target = tmp_path / f"{stem}.subtitled.mp4"
+    partial = atomic.partial_path(target)
+    assert partial.parent == tmp_path and partial.suffix == ".mp4" and partial.name.startswith(".")
+    assert partial == atomic.partial_path(target) != target
+    partial.write_bytes(b"muxed")
+    atomic.commit_file(partial, target)
+    assert target.read_bytes() == b"muxed" and not partial.exists()
+
+
 def test_a_short_target_keeps_its_name_in_the_temporary(tmp_path: Path) -> None:
     with atomic.atomic_open(tmp_path / "talk.en.json") as handle:
         (temporary,) = [p.name for p in tmp_path.iterdir()]
