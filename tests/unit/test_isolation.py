@@ -215,6 +215,14 @@ def test_worker_env_is_offline_and_imports_this_pipeline(monkeypatch: pytest.Mon
     assert env["PYTHONPATH"].split(":") == [str(PIPELINE.parent), "/elsewhere"]
 
 
+def test_worker_env_keeps_temporaries_and_caches_in_the_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", "/tmp")
+    monkeypatch.delenv("TORCH_HOME", raising=False)
+    env = isolation._worker_env(Path("/job/work/transcribe/attempt-1/tmp"))
+    assert env["TMPDIR"] == "/job/work/transcribe/attempt-1/tmp" and env["ORT_DISABLE_TELEMETRY"] == "1"
+    assert env["TORCH_HOME"].startswith(env["TMPDIR"]) and env["MPLCONFIGDIR"].startswith(env["TMPDIR"])
+
+
 def test_peak_rss_units() -> None:
     expected = 300.0
     assert worker.peak_rss_mb(300 * (1024 * 1024 if sys.platform == "darwin" else 1024)) == expected
