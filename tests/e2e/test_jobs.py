@@ -245,10 +245,15 @@ def _group(pgid):
     return found
 
 
-@pytest.mark.parametrize("backend", ["faster-whisper", "whisperx"])
-def test_a_job_leaves_nothing_outside_its_folder(pipeline_cli, clips, tmp_path, backend):
+@pytest.mark.parametrize(
+    "backend, workflow",
+    [("faster-whisper", ("subtitle", "-s", "en", "-t", "es,pt")), ("whisperx", ("transcribe", "-s", "en"))],
+)
+def test_a_job_leaves_nothing_outside_its_folder(pipeline_cli, clips, tmp_path, backend, workflow):
     """Temporary folders, caches, telemetry ids: none in the temp dir or the home folder (the model store aside,
-    given here as PIPELINE_MODELS_DIR), none left in the job's work folder."""
+    given here as PIPELINE_MODELS_DIR), none left in the job's work folder. Workers used to leave torch's
+    `tmpXXXX/_remote_module_non_scriptable.py`, onnxruntime's ~/.cache/Microsoft (faster-whisper's Silero VAD),
+    torch's and matplotlib's caches (whisperx); the MT engines run in the pipeline's own process."""
     home, temp = tmp_path / "home", tmp_path / "temp"
     home.mkdir()
     temp.mkdir()
@@ -262,7 +267,7 @@ def test_a_job_leaves_nothing_outside_its_folder(pipeline_cli, clips, tmp_path, 
         "PIPELINE_MODELS_DIR": str(models_dir()),
         "WHISPER_BACKEND": backend,
     }
-    run = pipeline_cli("transcribe", clips["jfk"]["path"], "-s", "en", env=env)
+    run = pipeline_cli(workflow[0], clips["jfk"]["path"], *workflow[1:], env=env)
     assert run.manifest["stages"]["transcribe"]["backend"] == backend
     assert sorted(str(p.relative_to(tmp_path)) for p in (*home.rglob("*"), *temp.rglob("*"))) == []
     assert list(run.folder.glob("work/transcribe/attempt-*/tmp")) == []
