@@ -171,14 +171,11 @@ def _now() -> str:
 now = _now
 
 
-_TEMP_OVERHEAD = 15  # atomic.atomic_open's ".{name}.XXXXXXXX.part"
-
-
 def check_output_names(
     stem: str, languages: list[str], formats: tuple[str, ...], extra: tuple[str, ...], out_root: Path
 ) -> None:
-    """Refuse a media stem whose outputs could not be written: `<stem>.<lang>.<ext>` (and `extra` suffixes),
-    written through a temporary `.<name>.XXXXXXXX.part` beside it, must fit the file system's NAME_MAX.
+    """Refuse a media stem whose outputs could not be written: `<stem>.<lang>.<ext>` (and `extra` suffixes) must
+    fit the file system's NAME_MAX (their temporary names fit wherever they do: `atomic.partial_path`).
     Refused rather than shortened: output names stay what users and scripts derive from their file's name."""
     suffixes = [f".{lang}.{ext}" for lang in languages for ext in formats] + list(extra)
     longest = max(suffixes, key=len)
@@ -187,12 +184,12 @@ def check_output_names(
         name_max = os.pathconf(existing, "PC_NAME_MAX")
     except (OSError, ValueError):
         name_max = 255
-    limit = name_max - len(longest) - _TEMP_OVERHEAD
+    limit = name_max - len(longest)
     size = len(stem.encode("utf-8", "surrogateescape"))
     if size > limit:
         raise PipelineError(
-            f"media file name is too long for its outputs: its stem is {size} bytes, and <stem>{longest} plus "
-            f"{_TEMP_OVERHEAD} bytes of temporary-file name must fit the {name_max}-byte name limit of {existing}; "
+            f"media file name is too long for its outputs: its stem is {size} bytes, and <stem>{longest} "
+            f"must fit the {name_max}-byte name limit of {existing}; "
             f"allowed: a stem of at most {limit} bytes (rename the file or link it under a shorter name)"
         )
 

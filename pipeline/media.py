@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import atomic
 from pipeline.errors import PipelineError
 from pipeline.languages import iso639_2, name
 
@@ -193,7 +194,7 @@ def mux_subtitles(
             f"-metadata:s:s:{index}",
             f"title={name(language)}",
         ]
-    partial = target.with_name(f".{target.stem}.part{target.suffix}")
+    partial = atomic.partial_path(target)  # fits wherever the target fits (a 240-byte stem)
     try:
         _run_ffmpeg(
             [*args, "-f", "mp4" if container == "mp4" else "matroska", str(partial)],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -42,6 +43,7 @@ class Context:
     model: str  # the model name or folder the user asked for; resolved per backend format
     log_path: Path
     warm: WarmStart | None = None  # the transcribe stage's first worker, started early (`warm_start`)
+    force: bool = False  # `run --force`: redo every stage, reuse nothing an earlier run left
 
     @property
     def work(self) -> Path:
@@ -60,12 +62,29 @@ class Context:
         return self.work / "audio.wav"
 
     def output(self, language: str, ext: str) -> Path:
-        return self.job_dir / f"{self.stem}.{language}.{ext}"
+        """`<stem>.<language>.<ext>` in the job folder. The language comes from the manifest (detected, routes),
+        which is input like any file: a value that is no language code, or a name that would leave the job
+        folder, is refused."""
+        if not _LANGUAGE_CODE.fullmatch(language):
+            raise PipelineError(
+                f"language {language!r} cannot name an output file; allowed: a language code such as en, pt, yue, "
+                "sr-Latn"
+            )
+        if not _EXTENSION.fullmatch(ext):
+            raise PipelineError(f"output extension {ext!r} is not allowed; allowed: letters and digits, e.g. srt")
+        path = self.job_dir / f"{self.stem}.{language}.{ext}"
+        if path.parent != self.job_dir:
+            raise PipelineError(f"output name {path.name!r} would leave the job folder {self.job_dir}")
+        return path
 
     @property
     def source_language(self) -> str:
         """The spoken language: as configured, or as detected by the transcribe stage."""
         return self.manifest.data.get("language") or self.config.source_language
+
+
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")  # ISO 639 (en, yue, und), optional subtags
+_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
 
 
 def probe(ctx: Context) -> dict[str, Any]:
@@ -155,6 +174,7 @@ def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[
             on_progress=lambda done, _total: bar.update_to(done),
             log_path=ctx.log_path,
             warm=ctx.warm if task == "transcribe" else None,
+            reuse=not ctx.force,  # a resumed stage takes the result its failed run's worker finished
         )
         bar.update_to(total)
     used = outcome.used
@@ -167,6 +187,7 @@ def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[
         "attempts": [attempt.to_dict() for attempt in outcome.attempts],
         "crashes": outcome.crashes,
         "salvaged": int(outcome.salvaged),
+        "reused": int(outcome.reused),
         "fallbacks": outcome.fallbacks,
         "worker_peak_rss_mb": used.peak_rss_mb,
         "chunk_seconds": outcome.worker.get("chunk_seconds"),  # the backend's own limit may be shorter
@@ -217,8 +238,9 @@ def translate(ctx: Context) -> dict[str, Any]:
     tracks: dict[str, Future[Transcript]] = {source.language: _resolved(source)}
     done = []
     for route in routes:
-        if (finished := ctx.output(route.target, "json")).is_file():  # an earlier run's: never redo (or lose) it
-            tracks.setdefault(route.target, _resolved(_read_transcript(finished)))
+        earlier = ctx.output(route.target, "json")
+        if earlier.is_file() and not ctx.force:  # an earlier run's: never redo (or lose) it, unless forced
+            tracks.setdefault(route.target, _resolved(_read_transcript(earlier)))
             done.append(route.target)
     plans = []
     for route in routes:

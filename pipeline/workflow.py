@@ -234,7 +234,7 @@ def _run_locked(folder: Path, overrides: Mapping[str, str] | None, force: bool) 
     chain = tuple(hardware.resolve_chain(cfg, profile, hw))
     model = profile.model if cfg.model == "auto" else cfg.model
     _record_run_config(manifest, folder, cfg, profile.name, model, chain)
-    ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log")
+    ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log", force=force)
     log = _logger(folder)
     pending = [
         name

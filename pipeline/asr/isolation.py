@@ -12,10 +12,21 @@ own process group, reads progress from the worker's stdout, copies its stderr in
 | no progress for `timeout` s (we kill it)      | missing                | timeout    | next backend  |
 | killed by a signal                            | missing                | crashed    | next backend  |
 | exited (any code)                             | missing                | failed     | next backend  |
+| none started: an earlier run left it (resume) | valid, this request's  | reused     | use it        |
 
 "Valid" means the marker names the sha256 and size of the result file and of this attempt's request, and the
 result parses; a result without its marker is never used. The chain exhausted raises `AsrFailed`
 (a StageFailed).
+
+Finished work is never thrown away: with `reuse` (a resumed stage), a valid result that an earlier run's worker
+left for exactly one of this chain's requests, newer than its audio, is taken without starting a worker (the
+stage failed after it, writing the transcript: a full disk, a name too long). Only a run that redoes the stage
+(`--force`) or finds no such result sweeps the earlier attempts.
+
+Each worker gets a pipe on its stdin that we hold open for its whole life: it kills its own process group when
+the pipe ends, so a pipeline killed with -9 leaves no worker behind (`pipeline.asr.worker`). Its temporary
+files and the caches its libraries would leave in the home folder go to `attempt-N/tmp`, removed once its group
+is gone; onnxruntime's telemetry (a device id and a database under ~/.cache/Microsoft) is switched off.
 
 The timeout is inactivity, not total time: a worker that reports no progress for `timeout` seconds is killed.
 A total limit would have to scale with the media's length and the machine's speed (MLX on a Linux CPU is ~30x
@@ -49,12 +60,12 @@ from pipeline.asr import AsrRequest, Transcript
 from pipeline.asr.worker import marker_path, peak_rss_mb, request_digest
 from pipeline.errors import StageFailed
 
-OUTCOMES = ("ok", "salvaged", "crashed", "timeout", "failed", "corrupt")
+OUTCOMES = ("ok", "salvaged", "crashed", "timeout", "failed", "corrupt", "reused")
 STAGES = ("spawn", "load", "transcribe", "write", "teardown")  # how far a worker got, from its events
 _TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when we stop a worker
 _TAIL_BYTES = 64 * 1024
 _ERROR_CHARS = 300
-_WORKER_ENV = {"HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "false"}
+_WORKER_ENV = {"HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "false", "ORT_DISABLE_TELEMETRY": "1"}
 
 
 @dataclass(frozen=True)
@@ -76,10 +87,11 @@ class Attempt:
     load_s: float | None = None  # spawn to model loaded: the per-attempt overhead
     ahead_s: float = 0.0  # started this long before its audio was ready (WarmStart); its load overlapped that
     timed_out: bool = False  # we killed it: the signal is ours, not a crash
+    reused: str | None = None  # outcome "reused": the earlier run's result it took, relative to the stage's folder
 
     @property
     def produced(self) -> bool:
-        return self.outcome in ("ok", "salvaged")
+        return self.outcome in ("ok", "salvaged", "reused")
 
     @property
     def crashed(self) -> bool:
@@ -117,6 +129,10 @@ class AsrOutcome:
     def salvaged(self) -> bool:
         return self.used.outcome == "salvaged"
 
+    @property
+    def reused(self) -> bool:
+        return self.used.outcome == "reused"
+
     def to_dict(self) -> dict[str, Any]:
         """The manifest's `asr` block (the transcript itself is written separately)."""
         return {
@@ -124,6 +140,7 @@ class AsrOutcome:
             "attempts": [a.to_dict() for a in self.attempts],
             "crashes": self.crashes,
             "salvaged": int(self.salvaged),
+            "reused": int(self.reused),
             "fallbacks": self.fallbacks,
             "worker": dict(self.worker),
         }
@@ -143,6 +160,7 @@ class AsrFailed(StageFailed):
             "attempts": [a.to_dict() for a in self.attempts],
             "crashes": sum(a.crashed for a in self.attempts),
             "salvaged": 0,
+            "reused": 0,
             "fallbacks": len(self.attempts) - 1,
             "worker": {},
         }
@@ -248,8 +266,14 @@ def default_worker_argv() -> list[str]:
     return [sys.executable, "-m", "pipeline.asr.worker"]
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(tmpdir: Path | None = None) -> dict[str, str]:
     env = dict(os.environ, **_WORKER_ENV)
+    if tmpdir is not None:
+        # A job leaves nothing outside its folder: torch leaves a module-level temporary folder (the worker ends
+        # without teardown), whisperx's VAD creates torch's cache folder, pyannote's matplotlib its font cache.
+        env["TMPDIR"] = str(tmpdir)
+        env.setdefault("TORCH_HOME", str(tmpdir / "torch"))
+        env.setdefault("MPLCONFIGDIR", str(tmpdir / "matplotlib"))
     # The worker must import the same `pipeline` as we did, whatever the current directory.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -416,11 +440,12 @@ class _Launch:
     error: str | None = None  # why it could not start
 
     def go(self) -> float:
-        """Tell a waiting worker that its audio is ready. One that died meanwhile is found out by the watch."""
+        """Tell a waiting worker that its audio is ready. One that died meanwhile is found out by the watch.
+        Its stdin stays open: its end tells the worker that we are gone."""
         assert self.process is not None and self.process.proc.stdin is not None
         with contextlib.suppress(OSError):  # BrokenPipeError: it is gone already
             self.process.proc.stdin.write(b"go\n")
-            self.process.proc.stdin.close()
+            self.process.proc.stdin.flush()
         return time.monotonic()
 
     def reap(self, stop: Callable[[], None]) -> tuple[int, float, str]:
@@ -436,7 +461,12 @@ class _Launch:
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
+            shutil.rmtree(self.tmpdir, ignore_errors=True)  # its group is gone: nothing writes there any more
         return code, rss, self.stderr.text()
+
+    @property
+    def tmpdir(self) -> Path:
+        return self.result_path.parent / "tmp"
 
 
 def _launch(
@@ -445,7 +475,7 @@ def _launch(
     attempt_dir = workdir / f"attempt-{number}"
     shutil.rmtree(attempt_dir, ignore_errors=True)  # a stale result or marker must never pass as this one's
     attempt_dir.mkdir(parents=True)
-    request_bytes = json.dumps(asdict(request), sort_keys=True).encode()
+    request_bytes = _request_bytes(request)
     request_path, result_path = attempt_dir / "request.json", attempt_dir / "result.json"
     with atomic.atomic_open(request_path, "wb") as handle:
         handle.write(request_bytes)
@@ -455,17 +485,19 @@ def _launch(
         + (" (started ahead of its audio)" if wait else ""),
     )
     launch = _Launch(number, request, request_bytes, result_path, log_path, time.monotonic(), wait)
+    launch.tmpdir.mkdir()
     try:
         proc = subprocess.Popen(
             [*argv, *(["--wait"] if wait else []), str(request_path), str(result_path)],
-            stdin=subprocess.PIPE if wait else subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # its lifeline: held open until it is reaped (`go` for a waiting one)
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_worker_env(),
+            env=_worker_env(launch.tmpdir),
             start_new_session=True,  # its own process group: we stop all of it
         )
     except OSError as exc:
         launch.error = f"could not start the worker: {exc}"
+        shutil.rmtree(launch.tmpdir, ignore_errors=True)
         return launch
     assert proc.stdout is not None and proc.stderr is not None
     launch.process = _Process(proc)
@@ -565,8 +597,61 @@ def _summary(attempt: Attempt) -> str:
     return text + (f" ({attempt.error})" if attempt.error else "")
 
 
+def _request_bytes(request: AsrRequest) -> bytes:
+    return json.dumps(asdict(request), sort_keys=True).encode()
+
+
+def _attempt_number(folder: Path) -> int:
+    suffix = folder.name.removeprefix("attempt-")
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def _reusable(chain: Sequence[AsrRequest], workdir: Path) -> tuple[Attempt, dict[str, Any]] | None:
+    """An earlier run's valid result for exactly one of `chain`'s requests, newer than the audio it read."""
+    wanted = {_request_bytes(r): r for r in chain}
+    for folder in sorted(Path(workdir).glob("attempt-*"), key=_attempt_number):
+        try:
+            request = wanted.get((folder / "request.json").read_bytes())
+        except OSError:
+            continue
+        result = folder / "result.json"
+        found = read_result(result, _request_bytes(request)) if request else None
+        if request is None or found is None or found.data is None:
+            continue
+        try:  # a re-extracted audio file makes the result another audio's
+            if result.stat().st_mtime_ns < Path(request.audio).stat().st_mtime_ns:
+                continue
+        except OSError:
+            continue
+        data = found.data
+        reported = data.get("worker", {})
+        attempt = Attempt(
+            backend=request.backend,
+            device=reported.get("device", request.device),
+            compute_type=reported.get("compute_type", request.compute_type),
+            model_dir=request.model_dir,
+            outcome="reused",
+            exit_code=None,
+            signal=None,
+            wall_s=0.0,  # this run's cost; the earlier worker's own figures stay in its result's `worker`
+            peak_rss_mb=None,
+            error=None,
+            stage="teardown",
+            progress_s=float(data["transcript"].get("duration") or 0.0),
+            reused=str(result.relative_to(workdir)),
+        )
+        return attempt, data
+    return None
+
+
 def _log_file(workdir: Path, log_path: Path | None) -> Path:
     return Path(log_path) if log_path else Path(workdir) / "asr.log"
+
+
+def _prepared_log(workdir: Path, log_path: Path | None) -> Path:
+    log_path = _log_file(workdir, log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    return log_path
 
 
 def _prepared(workdir: Path, log_path: Path | None) -> tuple[Path, Path]:
@@ -575,9 +660,7 @@ def _prepared(workdir: Path, log_path: Path | None) -> tuple[Path, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in workdir.glob("attempt-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    log_path = _log_file(workdir, log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    return workdir, log_path
+    return workdir, _prepared_log(workdir, log_path)
 
 
 class WarmStart:
@@ -595,6 +678,8 @@ class WarmStart:
         log_path: Path | None = None,
         worker_argv: Sequence[str] | None = None,
     ) -> None:
+        # Sweeping here loses nothing: a worker is started ahead only of an audio still to be extracted, and an
+        # earlier result is then another audio's.
         self.workdir, self.log_path = _prepared(workdir, log_path)
         self.request = request
         self.argv = list(worker_argv) if worker_argv else default_worker_argv()
@@ -637,11 +722,22 @@ def run_isolated(
     log_path: Path | None = None,
     worker_argv: Sequence[str] | None = None,
     warm: WarmStart | None = None,
+    reuse: bool = False,
 ) -> AsrOutcome:
     """Transcribe with the first request in `chain` that produces a result; see the module's table. With
-    `warm`, the first attempt is its waiting worker when that was started for `chain[0]`."""
+    `warm`, the first attempt is its waiting worker when that was started for `chain[0]`. With `reuse` (a
+    resumed stage), an earlier run's valid result for one of `chain`'s requests is taken instead."""
     if not chain:
         raise ValueError("run_isolated needs at least one AsrRequest")
+    if reuse and (found := _reusable(chain, Path(workdir))):
+        earlier, document = found
+        if warm is not None:
+            warm.close()
+        _log(
+            _prepared_log(workdir, log_path),
+            f"== asr: {earlier.backend} result of an earlier run reused ({earlier.reused}); no worker started",
+        )
+        return AsrOutcome(Transcript.from_dict(document["transcript"]), (earlier,), document.get("worker", {}))
     argv = list(worker_argv) if worker_argv else default_worker_argv()
     # A warm worker's attempt folder is already the fresh one; without it, sweep the stale ones.
     first = warm.take(chain[0], Path(workdir), _log_file(workdir, log_path), argv) if warm else None

@@ -2,8 +2,11 @@
 
     python -m pipeline.asr.worker [--wait] REQUEST_JSON RESULT_JSON
 
-With --wait the worker is started ahead of its audio (`isolation.WarmStart`): it loads the model, then waits
-for a line "go" on stdin before it reads the audio; at end of input instead it leaves, having written nothing.
+Our stdin is a pipe the parent holds open for our whole life: at its end (the parent was killed with -9, hung
+up, crashed) a watch thread kills our process group at once, so that no worker outlives its pipeline, burning
+the CPU until its next progress write fails or transcribing beside the worker of a resumed run. With --wait the
+worker is started ahead of its audio (`isolation.WarmStart`): it loads the model, then waits for a line "go" on
+stdin before it reads the audio.
 
 The parent (`pipeline.asr.isolation`) reads one JSON object per line on our stdout (events "start", "loaded",
 "progress", "writing", "result") and everything else from the log our stderr is appended to.
@@ -25,6 +28,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -162,11 +166,40 @@ def _protocol_stream() -> IO[str]:
     return events
 
 
-def _await_go() -> bool:
-    return sys.stdin.buffer.readline().strip() == b"go"
+def _die_with_group() -> None:
+    """SIGKILL our process group (we lead it: the parent starts us in our own session), ourselves included."""
+    with contextlib.suppress(OSError):
+        if os.getpgid(0) == os.getpid():  # run by hand from a shell, the group would be the shell's job
+            os.killpg(0, signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events, *, wait: bool = False) -> None:
+def _watch_parent(go: threading.Event) -> None:
+    """Read our stdin, the parent's lifeline: "go" starts a waiting worker; its end means the parent is gone.
+
+    A pipe, not Linux's PR_SET_PDEATHSIG: that fires when the parent's *thread* that spawned us exits, and the
+    pipeline spawns workers from threads."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in sys.stdin.buffer:
+            if line.strip() == b"go":
+                go.set()
+    _die_with_group()
+
+
+def _lifeline() -> threading.Event:
+    go = threading.Event()
+    threading.Thread(target=_watch_parent, args=(go,), name="parent-watch", daemon=True).start()
+    return go
+
+
+def run(
+    request_path: Path,
+    result_path: Path,
+    hooks: Hooks,
+    emit: _Events,
+    *,
+    go: threading.Event | None = None,
+) -> None:
     started = time.monotonic()
     request_bytes = request_path.read_bytes()
     request = AsrRequest(**json.loads(request_bytes))
@@ -179,8 +212,8 @@ def run(request_path: Path, result_path: Path, hooks: Hooks, emit: _Events, *, w
     load_s = round(time.monotonic() - started, 3)
     emit("loaded", load_s=load_s)
     hooks.after_load()
-    if wait and not _await_go():
-        return  # the pipeline did not get as far as its audio (a failed extract, Ctrl-C)
+    if go is not None:  # started ahead of its audio: wait until it is ready (or the watch kills us)
+        go.wait()
     total = audio.duration(request.audio)
 
     segments: list[Segment] = []
@@ -248,10 +281,11 @@ def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> NoRet
     faulthandler.enable(file=sys.stderr, all_threads=True)
     # On a timeout the parent sends SIGTERM: dump every thread's stack to the log (where did it hang?), die.
     faulthandler.register(signal.SIGTERM, file=sys.stderr, all_threads=True, chain=True)
+    go = _lifeline()
     emit = _Events(_protocol_stream())
     code = 0
     try:
-        run(Path(args[0]), Path(args[1]), hooks or Hooks(), emit, wait=wait)
+        run(Path(args[0]), Path(args[1]), hooks or Hooks(), emit, go=go if wait else None)
     except BaseException as exc:  # the parent reads our last stderr line as the reason
         traceback.print_exc()
         sys.stderr.write(f"{type(exc).__name__}: {' '.join(str(exc).split())}\n")

@@ -338,11 +338,11 @@ def test_a_resume_is_advised_only_where_one_can_help(pipeline_cli, clips, tmp_pa
 
 
 def test_a_media_name_too_long_for_its_outputs(pipeline_cli, clips, tmp_path):
-    media = tmp_path / ("é" * 117 + ".wav")  # 238 bytes: the file exists, <stem>.en.json.XXXXXXXX.part could not
+    media = tmp_path / ("é" * 125 + ".wav")  # 254 bytes: the file exists, <stem>.en.json (258) could not
     shutil.copy(clips["jfk"]["path"], media)
     before = _tree(tmp_path)
     line = _one_line_error(pipeline_cli("prepare", str(media), "-w", "transcribe", "-s", "en", check=False).result)
-    assert "too long for its outputs" in line and "234 bytes" in line
+    assert "too long for its outputs" in line and "250 bytes" in line
     assert _tree(tmp_path) == before
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import jiwer
 import pytest
@@ -49,9 +53,7 @@ def test_progress_reaches_the_end(request_for: MakeRequest, tmp_path: Path) -> N
     assert done[-1] == seen[-1][1] and len(done) > 3  # per segment, not just per chunk
 
 
-def test_segv_after_the_result_is_salvaged(
-    request_for: MakeRequest, reference: AsrOutcome, tmp_path: Path
-) -> None:
+def test_segv_after_the_result_is_salvaged(request_for: MakeRequest, reference: AsrOutcome, tmp_path: Path) -> None:
     log = tmp_path / "job.log"
     argv = faulty_argv(point="after_marker", action="segv")
     outcome = run_isolated([request_for()], tmp_path, timeout=TIMEOUT, log_path=log, worker_argv=argv)
@@ -87,9 +89,7 @@ def test_crash_midway_falls_back(
 
 
 @pytest.mark.slow
-def test_segv_midway_falls_back_to_whisperx(
-    request_for: MakeRequest, reference: AsrOutcome, tmp_path: Path
-) -> None:
+def test_segv_midway_falls_back_to_whisperx(request_for: MakeRequest, reference: AsrOutcome, tmp_path: Path) -> None:
     """The profile's kind of chain: one backend crashes, a different library finishes the job."""
     argv = faulty_argv(point="after_chunk", index=0, action="segv", once=str(tmp_path / "fired"))
     chain = [request_for(), request_for("whisperx", threads=2)]
@@ -113,9 +113,7 @@ def test_hang_times_out_and_leaves_no_process(request_for: MakeRequest, tmp_path
         pidfile=str(pidfile),
         once=str(tmp_path / "fired"),
     )
-    outcome = run_isolated(
-        [request_for(), request_for()], tmp_path / "work", timeout=HANG_TIMEOUT, worker_argv=argv
-    )
+    outcome = run_isolated([request_for(), request_for()], tmp_path / "work", timeout=HANG_TIMEOUT, worker_argv=argv)
     first = outcome.attempts[0]
     assert (first.outcome, first.timed_out, first.signal) == ("timeout", True, "SIGKILL")
     assert first.stage == "transcribe"
@@ -189,9 +187,7 @@ def test_chain_exhausted_is_one_line_stage_failure(request_for: MakeRequest, tmp
     argv = faulty_argv(point="after_chunk", index=0, action="segv")
     log = tmp_path / "job.log"
     with pytest.raises(StageFailed) as failed:
-        run_isolated(
-            [request_for(), request_for(threads=1)], tmp_path, timeout=TIMEOUT, log_path=log, worker_argv=argv
-        )
+        run_isolated([request_for(), request_for(threads=1)], tmp_path, timeout=TIMEOUT, log_path=log, worker_argv=argv)
     message = str(failed.value)
     assert "\n" not in message and message.startswith("ASR failed with every backend in the chain: ")
     assert message.count("faster-whisper (cpu/int8): crashed SIGSEGV") == 2 and str(log) in message
@@ -209,8 +205,12 @@ def test_stale_result_from_an_earlier_run_is_never_used(request_for: MakeRequest
     assert failed.value.attempts[0].outcome == "crashed"
 
 
+# SIGINT at its default, as a shell leaves it for a foreground command (the only kind a Ctrl-C reaches): a
+# suite started as a background job (`make test &` from a script) inherits it ignored, and Python then installs
+# no KeyboardInterrupt, so our SIGINT would do nothing at all.
 _CTRL_C_PARENT = """
-import json, sys
+import json, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 from pipeline import audio
 from pipeline.asr import AsrRequest
@@ -221,28 +221,68 @@ run_isolated([AsrRequest(**request)], Path(workdir), timeout=600, worker_argv=ar
 
 
 def test_ctrl_c_stops_the_worker_group_and_reraises(request_for: MakeRequest, tmp_path: Path) -> None:
-    from dataclasses import asdict
-
     pidfile = tmp_path / "pids.json"
     argv = faulty_argv(point="after_load", action="hang", orphan=True, pidfile=str(pidfile))
     parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _CTRL_C_PARENT,
-            json.dumps([asdict(request_for()), str(tmp_path / "w"), argv]),
-        ],
+        [sys.executable, "-c", _CTRL_C_PARENT, json.dumps([asdict(request_for()), str(tmp_path / "w"), argv])],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + TIMEOUT
-    while not pidfile.exists() or not pidfile.read_text():
-        assert time.monotonic() < deadline and parent.poll() is None, "the parent never started the worker"
-        time.sleep(0.1)
-    pids = json.loads(pidfile.read_text())
-    parent.send_signal(signal.SIGINT)  # what Ctrl-C sends; the worker, in its own session, gets nothing
-    _, stderr = parent.communicate(timeout=30)
+    pids = _pids_once_loaded(pidfile, parent)
+    try:
+        parent.send_signal(signal.SIGINT)  # what Ctrl-C sends; the worker, in its own session, gets nothing
+        _, stderr = parent.communicate(timeout=60)  # generous under load: it takes a fraction of a second
+    finally:
+        parent.kill()
+        for pid in group_members(pids["pgid"]):
+            os.kill(pid, signal.SIGKILL)
     # An uncaught KeyboardInterrupt ends Python by SIGINT (so that shells see a Ctrl-C), after the traceback.
     assert parent.returncode == -signal.SIGINT and stderr.rstrip().endswith("KeyboardInterrupt")
     assert not alive(pids["pid"]) and not alive(pids["child"]) and group_members(pids["pgid"]) == []
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_kill_9_of_the_parent_kills_the_worker_group(request_for: MakeRequest, tmp_path: Path, warm: bool) -> None:
+    """The pipeline is killed with SIGKILL (or dies of SIGHUP) while its worker hangs, writing nothing that could
+    fail: the worker and its child die with the parent, at once, not at their next write (or never)."""
+    pidfile = tmp_path / "pids.json"
+    argv = faulty_argv(point="after_load", action="hang", orphan=True, pidfile=str(pidfile))
+    code = _KILL_9_PARENT_WARM if warm else _CTRL_C_PARENT
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps([asdict(request_for()), str(tmp_path / "w"), argv])],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    pids = _pids_once_loaded(pidfile, parent)
+    try:
+        parent.kill()
+        assert parent.wait(timeout=60) == -signal.SIGKILL
+        deadline = time.monotonic() + 60  # generous under load: the worker's watch acts within milliseconds
+        while alive(pids["pid"]) or alive(pids["child"]) or group_members(pids["pgid"]):
+            assert time.monotonic() < deadline, "the worker's group outlived its parent"
+            time.sleep(0.05)
+    finally:
+        for pid in group_members(pids["pgid"]):
+            os.kill(pid, signal.SIGKILL)
+
+
+# A warm worker that was told "go" and then hangs: the parent still holds its stdin, then dies.
+_KILL_9_PARENT_WARM = """
+import json, sys
+from pathlib import Path
+from pipeline.asr import AsrRequest
+from pipeline.asr.isolation import WarmStart, run_isolated
+request, workdir, argv = json.loads(sys.argv[1])
+with WarmStart(AsrRequest(**request), Path(workdir), worker_argv=argv) as warm:
+    run_isolated([AsrRequest(**request)], Path(workdir), timeout=600, worker_argv=argv, warm=warm)
+"""
+
+
+def _pids_once_loaded(pidfile: Path, parent: subprocess.Popen[Any]) -> dict[str, int]:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            return dict(json.loads(pidfile.read_text()))
+        assert time.monotonic() < deadline and parent.poll() is None, "the parent never started the worker"
+        time.sleep(0.1)

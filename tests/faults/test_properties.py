@@ -39,9 +39,7 @@ def test_completed_result_is_never_lost_and_unpinned_output_never_used(
         pidfile = Path(tmp) / "pids.json"
         argv = faulty_argv(point=point, action=action, pidfile=str(pidfile))
         try:
-            outcome = run_isolated(
-                [request_for(audio=str(JFK))], Path(tmp), timeout=TIMEOUT, worker_argv=argv
-            )
+            outcome = run_isolated([request_for(audio=str(JFK))], Path(tmp), timeout=TIMEOUT, worker_argv=argv)
         except AsrFailed as failed:
             outcome, attempt = None, failed.attempts[0]
         else:
@@ -57,8 +55,6 @@ def test_completed_result_is_never_lost_and_unpinned_output_never_used(
             assert attempt.exit_code != 0 and attempt.stage == "teardown"
         else:  # nothing pinned by a matching marker may be used, however complete it looks
             assert outcome is None, f"{point}/{action} produced {attempt.outcome}"
-            expected = (
-                "corrupt" if action in DAMAGE["after_marker"] else "crashed" if attempt.signal else "failed"
-            )
+            expected = "corrupt" if action in DAMAGE["after_marker"] else "crashed" if attempt.signal else "failed"
             assert attempt.outcome == expected and not attempt.produced
         assert attempt.error is None or "\n" not in attempt.error

@@ -4,6 +4,7 @@ failed route that loses none of the others."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -78,3 +79,40 @@ def test_a_route_waiting_for_a_pivot_that_failed_fails_too(tmp_path: Path) -> No
     with pytest.raises(PipelineError, match="no en->zz mode"):
         stages.translate(ctx)
     assert not ctx.output("es", "json").exists()
+
+
+def test_force_redoes_a_target_an_earlier_run_finished(tmp_path: Path) -> None:
+    """`run --force` redoes every stage: a track left by an earlier run (here a stale one) is translated again."""
+    ctx = _job(tmp_path, [_route("es"), _route("eo")])
+    write_transcript_json(Transcript("es", (Segment(0.0, 9.0, "STALE"),), 9.0), ctx.output("es", "json"))
+    stale = ctx.output("es", "json").stat().st_ino
+    assert stages.translate(ctx)["resumed"] == ["es"] and _text(ctx, "es") == "STALE"  # a resume keeps it
+    facts = stages.translate(replace(ctx, force=True))
+    assert facts["resumed"] == [] and list(facts["targets"]) == ["es", "eo"]
+    assert "país" in _text(ctx, "es") and ctx.output("es", "json").stat().st_ino != stale
+
+
+@pytest.mark.parametrize("language", ["en/../../x", "../x", "/tmp/x", "en\n", "", "EN", "e"])
+def test_a_language_from_the_job_folder_cannot_name_a_file_outside_it(tmp_path: Path, language: str) -> None:
+    """The manifest is input: a route target or a detected language that is no language code is refused."""
+    ctx = _job(tmp_path, [_route("es")])
+    with pytest.raises(PipelineError, match="cannot name an output file; allowed: a language code"):
+        ctx.output(language, "json")
+    ctx.manifest.data["routes"] = [
+        _route("es"),
+        {"target": language, "hops": [{"engine": "apertium", "src": "en", "tgt": language}]},
+    ]
+    with pytest.raises(PipelineError, match="cannot name an output file"):
+        stages.translate(ctx)
+    ctx.manifest.data["routes"] = []
+    ctx.manifest.data["language"] = language  # as if detected; an empty one falls back to the configured "en"
+    if language:
+        with pytest.raises(PipelineError, match="cannot name an output file"):
+            stages.subtitles(ctx)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.parent != ctx.job_dir) == []
+
+
+@pytest.mark.parametrize("language", ["en", "pt", "yue", "und", "sr-Latn", "zh-Hant"])
+def test_language_codes_name_outputs_in_the_job_folder(tmp_path: Path, language: str) -> None:
+    ctx = _job(tmp_path, [])
+    assert ctx.output(language, "srt") == ctx.job_dir / f"talk.{language}.srt"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.asr import Segment, Transcript, Word, isolation, worker
+from pipeline import atomic
+from pipeline.asr import AsrRequest, Segment, Transcript, Word, isolation, worker
 from pipeline.asr.isolation import AsrOutcome, Attempt, fatal_error, hang_site, last_line, read_result, tally
 
 PIPELINE = Path(isolation.__file__).resolve().parents[1]
@@ -111,9 +113,7 @@ def test_any_truncation_or_changed_byte_is_refused(tmp_path_factory: pytest.Temp
 
 def _stderr_of(code: str, *, term_after_ready: bool = False) -> str:
     """Real faulthandler output from a real process."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if term_after_ready:
         assert proc.stdout and proc.stdout.readline() == "ready\n"
         time.sleep(0.5)  # let it get from print() into the sleep
@@ -123,9 +123,7 @@ def _stderr_of(code: str, *, term_after_ready: bool = False) -> str:
 
 
 def test_fatal_error_names_the_signal_and_where() -> None:
-    stderr = _stderr_of(
-        "import ctypes, faulthandler; faulthandler.enable(all_threads=True); ctypes.string_at(0)"
-    )
+    stderr = _stderr_of("import ctypes, faulthandler; faulthandler.enable(all_threads=True); ctypes.string_at(0)")
     found = fatal_error(stderr)
     assert found.startswith("Fatal Python error: Segmentation fault at __init__.py:")  # ctypes/__init__.py
     assert found.endswith(" in string_at")
@@ -153,10 +151,7 @@ def test_hang_site_without_a_current_thread_takes_the_main_thread() -> None:
 
 
 def test_last_line_is_the_workers_own_words() -> None:
-    assert (
-        last_line("Traceback ...\n  File x\nRuntimeError: no model in /m\n\n")
-        == "RuntimeError: no model in /m"
-    )
+    assert last_line("Traceback ...\n  File x\nRuntimeError: no model in /m\n\n") == "RuntimeError: no model in /m"
     assert last_line("\n \n") is None
 
 
@@ -183,6 +178,7 @@ def test_tally_counts_per_backend_across_jobs() -> None:
         [attempt("mlx", "salvaged", "SIGSEGV")],
         [attempt("mlx").to_dict()],  # as read back from a manifest
         [attempt("mlx", "failed", exit_code=1), attempt("whisperx", "timeout", "SIGKILL", timed_out=True)],
+        [attempt("whisperx", "reused", exit_code=None)],  # a resumed job took an earlier run's result
     ]
     counts = tally(jobs)
     assert counts["mlx"] == {
@@ -193,17 +189,19 @@ def test_tally_counts_per_backend_across_jobs() -> None:
         "timeout": 0,
         "failed": 1,
         "corrupt": 0,
+        "reused": 0,
         "crashes": 2,
         "fallbacks": 2,
     }
     assert counts["whisperx"] == {
-        "attempts": 2,
+        "attempts": 3,
         "ok": 1,
         "salvaged": 0,
         "crashed": 0,
         "timeout": 1,
         "failed": 0,
         "corrupt": 0,
+        "reused": 1,
         "crashes": 0,
         "fallbacks": 0,  # the chain ended with it: nothing to fall back to
     }
@@ -215,6 +213,14 @@ def test_worker_env_is_offline_and_imports_this_pipeline(monkeypatch: pytest.Mon
     env = isolation._worker_env()
     assert env["HF_HUB_OFFLINE"] == "1" and env["PYANNOTE_METRICS_ENABLED"] == "false"
     assert env["PYTHONPATH"].split(":") == [str(PIPELINE.parent), "/elsewhere"]
+
+
+def test_worker_env_keeps_temporaries_and_caches_in_the_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", "/tmp")
+    monkeypatch.delenv("TORCH_HOME", raising=False)
+    env = isolation._worker_env(Path("/job/work/transcribe/attempt-1/tmp"))
+    assert env["TMPDIR"] == "/job/work/transcribe/attempt-1/tmp" and env["ORT_DISABLE_TELEMETRY"] == "1"
+    assert env["TORCH_HOME"].startswith(env["TMPDIR"]) and env["MPLCONFIGDIR"].startswith(env["TMPDIR"])
 
 
 def test_peak_rss_units() -> None:
@@ -244,3 +250,129 @@ def test_a_failed_chain_gives_the_manifest_the_same_shape() -> None:
     failed = isolation.AsrFailed("ASR failed", attempts).to_dict()
     assert failed.keys() == AsrOutcome(TRANSCRIPT, (attempt(),)).to_dict().keys()
     assert (failed["backend"], failed["crashes"], failed["fallbacks"]) == (None, 1, 1)
+
+
+# --- finished work is reused, never swept (a resumed stage) ------------------------------------------------
+
+NO_WORKER = [sys.executable, "-c", "import sys; sys.exit('a worker was started')"]
+
+
+def _request(audio: Path, **changes: object) -> AsrRequest:
+    fields = dict(backend="faster-whisper", model_dir="/m", device="cpu", compute_type="int8", audio=str(audio))
+    return AsrRequest(**{**fields, "language": "en", "batch_size": 2, "chunk_seconds": 20.0, **changes})
+
+
+def _earlier_attempt(workdir: Path, number: int, request: AsrRequest) -> Path:
+    """What a worker of an earlier run left: its request, its result, then its marker."""
+    folder = workdir / f"attempt-{number}"
+    folder.mkdir(parents=True)
+    request_bytes = isolation._request_bytes(request)
+    (folder / "request.json").write_bytes(request_bytes)
+    return write(folder, request=request_bytes)
+
+
+def test_a_resumed_run_takes_an_earlier_runs_result_without_starting_a_worker(tmp_path: Path) -> None:
+    audio = tmp_path / "audio.wav"
+    audio.write_bytes(b"RIFF")
+    chain = [_request(audio), _request(audio, threads=1)]
+    result = _earlier_attempt(tmp_path / "work", 2, chain[1])  # the fallback had finished it
+    log = tmp_path / "job.log"
+    outcome = isolation.run_isolated(chain, tmp_path / "work", log_path=log, worker_argv=NO_WORKER, reuse=True)
+    (used,) = outcome.attempts
+    assert (used.outcome, used.reused, used.exit_code, used.wall_s) == ("reused", "attempt-2/result.json", None, 0)
+    assert used.produced and outcome.reused and not outcome.salvaged and outcome.to_dict()["reused"] == 1
+    assert outcome.transcript == TRANSCRIPT
+    assert result.is_file() and worker.marker_path(result).is_file()  # kept: a later failure may need it again
+    assert "result of an earlier run reused (attempt-2/result.json); no worker started" in log.read_text()
+
+
+@pytest.mark.parametrize("case", ["another request", "older than its audio", "forced", "unpinned"])
+def test_a_result_that_is_not_this_runs_is_swept_and_a_worker_runs(tmp_path: Path, case: str) -> None:
+    audio = tmp_path / "audio.wav"
+    audio.write_bytes(b"RIFF")
+    request = _request(audio)
+    result = _earlier_attempt(
+        tmp_path / "work", 1, _request(audio, beam_size=1) if case == "another request" else request
+    )
+    if case == "older than its audio":  # the audio was extracted again after the result was written
+        os.utime(result, ns=(audio.stat().st_mtime_ns - 10**9,) * 2)
+    if case == "unpinned":
+        worker.marker_path(result).unlink()
+    with pytest.raises(isolation.AsrFailed) as failed:
+        isolation.run_isolated([request], tmp_path / "work", worker_argv=NO_WORKER, reuse=case != "forced")
+    assert failed.value.attempts[0].outcome == "failed" and "a worker was started" in failed.value.attempts[0].error
+    assert not result.exists()
+
+
+# --- atomic writes -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a" * 247 + ".en.json", "आ" * 80 + ".en.json", "x" * 255])
+def test_a_target_name_at_the_limit_is_written_atomically(tmp_path: Path, name: str) -> None:
+    """The temporary name must fit wherever the target's does (`.<name>.XXXXXXXX.part` adds 15 bytes)."""
+    target = tmp_path / name
+    atomic.write_text(target, "old")
+    atomic.write_json(target, {"new": True})
+    assert json.loads(target.read_text()) == {"new": True}
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary left beside it
+
+
+@pytest.mark.parametrize("stem", ["talk", "a" * 240])
+def test_a_tools_partial_file_fits_beside_its_target(tmp_path: Path, stem: str) -> None:
+    """ffmpeg's output before `commit_file`: `<240-byte stem>.subtitled.mp4` is legal, its partial must be too."""
+    target = tmp_path / f"{stem}.subtitled.mp4"
+    partial = atomic.partial_path(target)
+    assert partial.parent == tmp_path and partial.suffix == ".mp4" and partial.name.startswith(".")
+    assert partial == atomic.partial_path(target) != target
+    partial.write_bytes(b"muxed")
+    atomic.commit_file(partial, target)
+    assert target.read_bytes() == b"muxed" and not partial.exists()
+
+
+def test_a_short_target_keeps_its_name_in_the_temporary(tmp_path: Path) -> None:
+    with atomic.atomic_open(tmp_path / "talk.en.json") as handle:
+        (temporary,) = [p.name for p in tmp_path.iterdir()]
+        handle.write("{}")
+    assert temporary.startswith(".talk.en.json.") and temporary.endswith(".part")
+
+
+# --- the worker dies with its parent ---------------------------------------------------------------------------
+
+
+def test_the_worker_kills_its_group_when_its_stdin_ends() -> None:
+    """The worker's lifeline in a real process, in its own session, with a grandchild: closing its stdin (what
+    the parent's death does) kills both at once; until then it lives."""
+    code = (
+        "import subprocess, time\n"
+        "from pipeline.asr import worker\n"
+        "worker._lifeline()\n"
+        "print(subprocess.Popen(['sleep', '600']).pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=PIPELINE.parent,
+        start_new_session=True,
+    )
+    assert proc.stdout and proc.stdin
+    grandchild = int(proc.stdout.readline())
+    proc.stdin.write(b"hello\n")
+    proc.stdin.flush()
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.5)  # a line is no end
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    deadline = time.monotonic() + 60
+    while _alive(grandchild):
+        assert time.monotonic() < deadline, "the worker's group outlived its stdin"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
