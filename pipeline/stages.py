@@ -194,10 +194,11 @@ def _read_transcript(path: Path) -> Transcript:
 def transcribe(ctx: Context) -> dict[str, Any]:
     language = _spoken_language(ctx)
     transcript, facts = _speech(ctx, "transcribe", language, "transcribe")
-    if not transcript.language:  # no speech to detect a language from: ISO 639-2 "undetermined"
+    speech = bool(transcript.segments)
+    if not transcript.language or not (speech or language):
+        # No speech to name a language after (a guess from noise is no language): ISO 639-2 "undetermined".
         transcript = replace(transcript, language=language or "und")
     ctx.manifest.data["language"] = transcript.language
-    speech = bool(transcript.segments)
     if not speech:
         # Not an error: the job is done and its subtitles are empty, as the media's speech is. But say so.
         invented = f"; {len(transcript.removed)} invented segment(s) removed" if transcript.removed else ""

@@ -10,7 +10,8 @@ and one batch of speech are held.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from itertools import chain, islice
+from dataclasses import replace
+from itertools import chain, islice, pairwise
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ WINDOW_SECONDS = 30  # Whisper's input; the longest speech span Silero may repor
 # peak creep 491 -> 582 MB over 20 min, 60 s ones held it at 488-519 MB. Windows cross chunks, so a shorter
 # chunk costs no CPU here.
 VAD_CHUNK_SECONDS = 60.0
+SPLIT_PAUSE_S = 2.0  # a pause between words this long ends a segment (the batched path's windows hold several)
 
 
 class FasterWhisperBackend(ChunkByChunk):
@@ -113,15 +115,31 @@ class FasterWhisperBackend(ChunkByChunk):
             clips.append({"start": at / SAMPLE_RATE, "end": (at + size) / SAMPLE_RATE})
             at += size
         speech = np.concatenate([span.samples for span in spans])
-        segments, _ = self.batched.transcribe(
-            speech, clip_timestamps=clips, batch_size=len(batch), **self._options()
-        )
+        # Words always: a window's one segment runs across the non-speech VAD cut out of it (a sentence, 20 s of
+        # music, the next sentence); its words say where to split it (`_split`). They are dropped if not asked for.
+        options = self._options() | {"word_timestamps": True}
+        segments, _ = self.batched.transcribe(speech, clip_timestamps=clips, batch_size=len(batch), **options)
         # Times in the joined speech -> times in the whole audio (the spans' own positions).
         stamps = [{"start": span.start, "end": span.end} for span in spans]
-        yield from map(_segment, restore_speech_timestamps(segments, stamps, SAMPLE_RATE))
+        for segment in map(_segment, restore_speech_timestamps(segments, stamps, SAMPLE_RATE)):
+            for part in _split(segment):
+                yield part if self.request.word_timestamps else replace(part, words=())
 
     def detected_language(self) -> str | None:
         return self._language
+
+
+def _split(segment: Segment) -> Iterator[Segment]:
+    """`segment` in parts at pauses of SPLIT_PAUSE_S or more between its words."""
+    words = segment.words
+    cuts = [i for i in range(1, len(words)) if words[i].start - words[i - 1].end >= SPLIT_PAUSE_S]
+    if not cuts:
+        yield segment
+        return
+    for begin, end in pairwise([0, *cuts, len(words)]):
+        part = words[begin:end]
+        text = "".join(w.text for w in part).strip()
+        yield replace(segment, start=part[0].start, end=part[-1].end, text=text, words=part)
 
 
 def _segment(segment: Any) -> Segment:
