@@ -122,3 +122,51 @@ def test_the_fixtures_references_pass_untouched() -> None:
     clips = tomllib.loads(FIXTURES.read_text(encoding="utf-8"))["clips"]
     texts = [c["text"] for c in clips.values()] + [c["en_reference"] for c in clips.values() if "en_reference" in c]
     assert [s.text for s in filter_segments(_segments(texts, avg_logprob=-0.3), LIMITS).kept] == texts
+
+
+# --- the WHISPER_* guard keys: auto is the profile's value from the matrix file ---------------------------------
+
+
+def test_auto_guards_are_the_profiles_and_a_set_key_wins() -> None:
+    from pipeline.config import build
+    from pipeline.hardware import GUARDS, resolve_guards
+    from pipeline.profiles import load_matrix
+
+    for profile in load_matrix().profiles.values():
+        assert resolve_guards(build([]), profile) == {name: profile.guards[name] for name in GUARDS}
+    cpu = load_matrix().profile("cpu")
+    config = build([("flags", {"WHISPER_NO_SPEECH_THRESHOLD": "0.4", "WHISPER_CONDITION_ON_PREVIOUS_TEXT": "yes"})])
+    resolved = resolve_guards(config, cpu)
+    assert resolved["no_speech_threshold"] == 0.4 and resolved["condition_on_previous_text"] is True
+    assert resolved["compression_ratio_threshold"] == cpu.guards["compression_ratio_threshold"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("WHISPER_NO_SPEECH_THRESHOLD", "2", "a number from 0 to 1, or auto"),
+        ("WHISPER_LOG_PROB_THRESHOLD", "high", "a number from -20 to 0, or auto"),
+        ("WHISPER_REPETITION_FILTER", "sometimes", "allowed: true, false"),
+        ("WHISPER_LANGUAGE_DETECTION_SEGMENTS", "0", "a whole number from 1 to 20, or auto"),
+    ],
+)
+def test_a_bad_guard_value_is_one_line_naming_what_is_allowed(key: str, value: str, allowed: str) -> None:
+    from pipeline.config import build
+    from pipeline.errors import PipelineError
+
+    with pytest.raises(PipelineError) as caught:
+        build([("environment", {key: value})])
+    assert "\n" not in str(caught.value) and key in str(caught.value) and allowed in str(caught.value)
+
+
+def test_a_matrix_without_guards_is_named_in_the_error(tmp_path: Path) -> None:
+    from pipeline.config import build
+    from pipeline.errors import PipelineError
+    from pipeline.hardware import resolve_guards
+    from pipeline.profiles import load_matrix, matrix_path
+
+    text = matrix_path().read_text(encoding="utf-8")
+    stripped = tmp_path / "profiles.toml"
+    stripped.write_text(text.replace("no_speech_threshold = 0.6", ""), encoding="utf-8")
+    with pytest.raises(PipelineError, match="no \\[guards\\] value 'no_speech_threshold' for profile 'cpu'"):
+        resolve_guards(build([]), load_matrix(stripped).profile("cpu"))
