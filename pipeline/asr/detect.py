@@ -8,7 +8,7 @@ decoded in the wrong language. Silero runs on onnxruntime (faster-whisper's bund
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -45,7 +45,7 @@ def speech_windows(spans: Iterable[Speech], count: int) -> list[np.ndarray]:
 def vote(windows_: Sequence[np.ndarray], score: Score) -> str | None:
     """The language with the highest probability summed over `windows_`, each weighted by its length (a second
     of speech that Silero let through weighs less than 30 s of it); None without speech."""
-    totals: Counter[str] = Counter()
+    totals: defaultdict[str, float] = defaultdict(float)
     for window in windows_:
         for language, probability in score(window):
             totals[language] += probability * len(window)

@@ -2,7 +2,9 @@
 
 It reads MLX weights (`pipeline models convert SRC --to mlx` makes them from a CTranslate2 folder).
 mlx-whisper decodes greedily: it has no beam search, so `beam_size` is unused (temperature fallback still
-applies). It has no VAD either; silence is left to Whisper's own no-speech check.
+applies). It has no VAD either: silence is left to Whisper's own no-speech check and the worker's guards
+(pipeline.asr.guards); only the language is voted from Silero's speech windows (pipeline.asr.detect). It has no
+hotwords: they are put before the initial prompt, where faster-whisper puts them too.
 """
 
 from __future__ import annotations
