@@ -32,6 +32,7 @@ MAX_N = 12
 LOOP_REPEATS = 4
 LOOP_UNITS = 8
 LOOP_SHARE = 0.5
+LOOP_COMPRESSION = 2.0  # a compression ratio this many times the threshold is a loop whatever the decoder's confidence
 REPEATED_SEGMENTS = 3  # the same text in this many consecutive segments: all but the first go
 # Whisper's well-known fillers on music, noise and silence (subtitle credits it learnt from). Removed only when the
 # decoder was unsure, or when they repeat: a real "Thank you." at the end of a talk stays.
@@ -140,9 +141,12 @@ def verdict(segment: Segment, limits: Limits) -> str | None:
     # Whisper's rule for a silent window, for the paths that do not apply it (faster-whisper batched).
     if _above(nsp, limits.no_speech_threshold) and _below(lp, limits.log_prob_threshold):
         return f"no speech (no-speech probability {nsp:.2f}, log prob {lp:.2f})"
-    ratio = compression_ratio(text)
-    if limits.compression_ratio_threshold is not None and ratio > limits.compression_ratio_threshold:
-        return f"repetitive (compression ratio {ratio:.1f} > {limits.compression_ratio_threshold:g})"
+    ratio, limit = compression_ratio(text), limits.compression_ratio_threshold
+    # Over the threshold Whisper retries hotter; what is still over it is a loop if the decoder was unsure too, or
+    # if it is far over (real speech can repeat itself: JFK's "ask not what your country ..." is 2.5 on its own).
+    unsure = _below(lp, limits.log_prob_threshold)
+    if limit is not None and ratio > limit and (unsure or ratio > LOOP_COMPRESSION * limit):
+        return f"repetitive (compression ratio {ratio:.1f} > {limit:g})"
     if not limits.repetition_filter:
         return None
     if not any(c.isalnum() for c in _TAG.sub("", text)):

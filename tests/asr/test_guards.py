@@ -108,7 +108,15 @@ def test_whispers_silent_window_rule_and_the_compression_ratio() -> None:
     assert filter_segments(_segments(["Okay."], avg_logprob=-1.2, no_speech_prob=0.3), LIMITS).kept
     assert filter_segments(_segments(["Okay."], avg_logprob=-0.3, no_speech_prob=0.9), LIMITS).kept
     repetitive = "the cat sat on the mat, the cat sat on the mat, the cat sat on the mat and the cat sat on the mat"
-    assert filter_segments(_segments([repetitive]), LIMITS).removed[0].reason.startswith("repetitive")
+    unsure = filter_segments(_segments([repetitive], avg_logprob=-1.2), LIMITS)
+    assert unsure.removed[0].reason.startswith("repetitive")
+    # Real speech repeats itself: over the threshold but said with confidence, it stays (JFK's sentence is 2.5).
+    jfk = "And so my fellow Americans ask not what your country can do for you ask what you can do for your country."
+    assert filter_segments(_segments([jfk, repetitive], avg_logprob=-0.1), LIMITS).kept
+    assert len(filter_segments(_segments([jfk, repetitive], avg_logprob=-0.1), LIMITS).kept) == 2
+    # Far over it, confidence does not matter: a loop longer than the n-grams the loop rule looks for.
+    long_loop = " ".join(["we are the people who came from the far mountains to see the great river today"] * 6)
+    assert filter_segments(_segments([long_loop], avg_logprob=-0.1), LIMITS).removed[0].reason.startswith("repetitive")
 
 
 def test_switched_off_only_the_librarys_thresholds_apply() -> None:
