@@ -87,23 +87,30 @@ def test_no_speech_gives_no_text_and_says_so(pipeline_cli, quiet, record_job, ki
 
 def test_a_looping_decode_is_cut_and_recorded(pipeline_cli, quiet, record_job):
     """Whisper's old defaults (no VAD, each window prompted with the previous one's text) loop over this noise
-    ("I don't know if it's true, but I'm sure it's true, but I'm sure it's true, ..."). With the guards' thresholds
-    and the filter switched off the loops are in the transcript; with them on, nothing is, and what was cut is in
-    the manifest. faster-whisper: the backend whose VAD can be switched off."""
+    ("I don't know if it's true, but I'm sure it's true, but I'm sure it's true, ..."). With the thresholds and the
+    filter off the loops are in the transcript; with the filter alone they are cut and recorded (time, text,
+    reason); with the profile's guards nothing is left. faster-whisper: the backend whose VAD can be switched off."""
     path = quiet["noise"]
     old_defaults = {"WHISPER_VAD": "false", "WHISPER_CONDITION_ON_PREVIOUS_TEXT": "true"}
-    unguarded = old_defaults | {
-        "WHISPER_REPETITION_FILTER": "false",
+    no_thresholds = old_defaults | {
         "WHISPER_COMPRESSION_RATIO_THRESHOLD": "100",
         "WHISPER_NO_SPEECH_THRESHOLD": "1",
         "WHISPER_HALLUCINATION_SILENCE_THRESHOLD": "0",
     }
     args = ("transcribe", str(path), "-s", "en", "--backend", "faster-whisper")
-    raw = pipeline_cli(*args, env=unguarded)
+    raw = pipeline_cli(*args, env=no_thresholds | {"WHISPER_REPETITION_FILTER": "false"})
     loops = [s for s in _segments(raw, path.stem, "en") if verdict(Segment(s["start"], s["end"], s["text"]), Limits())]
     assert loops, f"no loop to cut: {raw.text(path.stem, 'en')!r}"
-    run = pipeline_cli(*args, env=old_defaults)
-    stage = run.manifest["stages"]["transcribe"]
-    record_job(run, "transcribe", "noise-loop", extra={"loops": len(loops), "removed": stage["removed_segments"]})
-    assert _segments(run, path.stem, "en") == [] and stage["speech"] is False
-    assert all(r["reason"] and r["text"] and 0 <= r["start"] <= r["end"] <= 61 for r in stage["removed"])
+
+    filtered = pipeline_cli(*args, env=no_thresholds)
+    kept = {s["text"] for s in _segments(filtered, path.stem, "en")}
+    stage = filtered.manifest["stages"]["transcribe"]
+    removed = {(r["start"], r["text"]): r["reason"] for r in stage["removed"]}
+    record_job(filtered, "transcribe", "noise-loop", extra={"loops": len(loops), "removed": len(removed)})
+    for loop in loops:
+        assert loop["text"] not in kept
+        assert removed[loop["start"], loop["text"]].startswith(("loop", "repetitive", "repeated")), removed
+    assert f"{len(removed)} invented segment(s) removed" in pipeline_cli("status", filtered.job_id).result.stdout
+
+    guarded = pipeline_cli(*args, env=old_defaults)
+    assert _segments(guarded, path.stem, "en") == [] and guarded.manifest["stages"]["transcribe"]["speech"] is False
