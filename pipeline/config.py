@@ -224,7 +224,7 @@ KEYS: tuple[Key, ...] = (
         "compression_ratio_threshold",
         _or_auto(_float_range(1, 100)),
         "auto",
-        "gzip compression ratio above which a segment's text is a loop (retried, then removed)",
+        "gzip compression ratio above which a decode is retried; removed if also unsure, or twice over",
     ),
     Key(
         "WHISPER_CONDITION_ON_PREVIOUS_TEXT",

@@ -4,7 +4,7 @@ The decode guards are the libraries' own, with the same WHISPER_* names on every
 
 | guard | faster-whisper sequential | faster-whisper batched | whisperx | mlx-whisper |
 |---|---|---|---|---|
-| no_speech_threshold | library | here (window's score) | here, not scored (no probability) | library + here |
+| no_speech_threshold | library | here (window's score) | n/a: no probability; pyannote VAD | library + here |
 | log_prob_threshold | library (fallback) | here, with no_speech | here, for filler phrases | library + here |
 | compression_ratio_threshold | library (fallback) + here | here | here | library + here |
 | condition_on_previous_text | library | always off (library) | always off (library) | library |
@@ -13,7 +13,12 @@ The decode guards are the libraries' own, with the same WHISPER_* names on every
 
 "here" is `filter_segments`, run by the worker over the whole stream, on the scores a backend left on its
 segments (`Segment.avg_logprob`, `no_speech_prob`) and on the text alone. Its text rules are language-agnostic:
-words split on whitespace, characters for scripts written without spaces.
+words split on whitespace, characters for scripts written without spaces. A segment goes when it is:
+Whisper's silent window (no-speech probability over, log prob under their thresholds); over the compression
+threshold while unsure, or twice over; without a letter or digit once sound tags ([Music], ♪ ... ♪) are taken out;
+a loop (an n-gram of up to MAX_N units repeated LOOP_REPEATS+ times in a row over LOOP_SHARE of it); a known filler
+("Thank you.", "Subtitles by the Amara.org community" ...) said with low confidence; or the 2nd+ of
+REPEATED_SEGMENTS+ consecutive segments with the same text (every one, if it is a filler).
 """
 
 from __future__ import annotations
