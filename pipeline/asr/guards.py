@@ -16,7 +16,8 @@ segments (`Segment.avg_logprob`, `no_speech_prob`) and on the text alone. Its te
 words split on whitespace, characters for scripts written without spaces. A segment goes when it is:
 Whisper's silent window (no-speech probability over, log prob under their thresholds); over the compression
 threshold while unsure, or twice over; without a letter or digit once sound tags ([Music], ♪ ... ♪) are taken out;
-a loop (an n-gram of up to MAX_N units repeated LOOP_REPEATS+ times in a row over LOOP_SHARE of it); a known filler
+a loop (an n-gram of up to MAX_N units repeated LOOP_REPEATS+ times in a row over LOOP_SHARE of it; said with
+confidence, in words, the loop is only cut back to its first time round, `trim_loop`); a known filler
 ("Thank you.", "Subtitles by the Amara.org community" ...) said with low confidence; or the 2nd+ of
 REPEATED_SEGMENTS+ consecutive segments with the same text (every one, if it is a filler).
 """
@@ -106,10 +107,10 @@ def units(text: str) -> list[str]:
     return words
 
 
-def loop_share(tokens: Sequence[str]) -> float:
-    """The share of `tokens` taken by the longest run of one n-gram repeated LOOP_REPEATS+ times in a row (0 if none
-    is long enough to be a loop)."""
-    best = 0
+def find_loop(tokens: Sequence[str]) -> tuple[int, int, int] | None:
+    """(start, n, repeats) of the longest run of one n-gram repeated LOOP_REPEATS+ times in a row, over LOOP_UNITS
+    units; None if there is none."""
+    best: tuple[int, int, int] | None = None
     size = len(tokens)
     for n in range(1, min(MAX_N, size // LOOP_REPEATS) + 1):
         start = 0
@@ -118,11 +119,45 @@ def loop_share(tokens: Sequence[str]) -> float:
             while tokens[start + repeats * n : start + (repeats + 1) * n] == tokens[start : start + n]:
                 repeats += 1
             if repeats >= LOOP_REPEATS and repeats * n >= LOOP_UNITS:
-                best = max(best, repeats * n)
+                if best is None or repeats * n > best[1] * best[2]:
+                    best = (start, n, repeats)
                 start += repeats * n
             else:
                 start += 1
-    return best / size if size else 0.0
+    return best
+
+
+def loop_share(tokens: Sequence[str]) -> float:
+    """The share of `tokens` taken by their longest loop (0 if none)."""
+    loop = find_loop(tokens)
+    return loop[1] * loop[2] / len(tokens) if loop else 0.0
+
+
+def trim_loop(segment: Segment, limits: Limits) -> tuple[Segment, Removed] | None:
+    """A loop said with confidence is cut back to its first time round (Whisper's classic failure on speech: the
+    right sentence, then the same again and again); the segment and the record of what was cut. None where there is
+    no loop, where the decoder was not confident (then `verdict` removes it all) or in text without spaces."""
+    if not limits.repetition_filter or not _confident(segment, limits):
+        return None
+    raw = segment.text.split()
+    folded = [normalise(token) for token in raw]
+    at = [i for i, token in enumerate(folded) if token]  # raw index of each unit
+    loop = find_loop([folded[i] for i in at])
+    if loop is None or loop[1] * loop[2] < LOOP_SHARE * len(at):
+        return None
+    start, n, repeats = loop
+    first_cut, last_cut = at[start + n], at[start + n * repeats - 1]
+    kept = raw[:first_cut] + raw[last_cut + 1 :]
+    cut = " ".join(raw[first_cut : last_cut + 1])
+    words = segment.words if len(segment.words) == len(raw) else ()
+    if words:
+        record = Removed(words[first_cut].start, words[last_cut].end, cut, f"loop ({repeats - 1} repeats cut)")
+        words = words[:first_cut] + words[last_cut + 1 :]
+        trimmed = replace(segment, text=" ".join(kept), words=words, end=max(segment.start, words[-1].end))
+    else:
+        record = Removed(segment.start, segment.end, cut, f"loop ({repeats - 1} repeats cut)")
+        trimmed = replace(segment, text=" ".join(kept), words=())
+    return trimmed, record
 
 
 def _above(value: float | None, limit: float | None) -> bool:
@@ -131,6 +166,13 @@ def _above(value: float | None, limit: float | None) -> bool:
 
 def _below(value: float | None, limit: float | None) -> bool:
     return value is not None and limit is not None and value < limit
+
+
+def _confident(segment: Segment, limits: Limits) -> bool:
+    """The decoder was sure of it: a log prob over the threshold, and no high no-speech probability."""
+    lp, nsp = segment.avg_logprob, segment.no_speech_prob
+    sure = lp is not None and (limits.log_prob_threshold is None or lp >= limits.log_prob_threshold)
+    return sure and not _above(nsp, limits.no_speech_threshold)
 
 
 def _low_confidence(segment: Segment, limits: Limits) -> bool:
@@ -182,6 +224,9 @@ def filter_segments(segments: Sequence[Segment], limits: Limits) -> Filtered:
         run.clear()
 
     for segment in segments:
+        if trimmed := trim_loop(segment, limits):
+            segment = trimmed[0]
+            removed.append(trimmed[1])
         if reason := verdict(segment, limits):
             removed.append(Removed(segment.start, segment.end, segment.text, reason))
             continue

@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.asr import Segment
-from pipeline.asr.guards import FILLERS, LOOP_REPEATS, LOOP_UNITS, Limits, filter_segments, normalise
+from pipeline.asr.guards import (
+    FILLERS,
+    LOOP_REPEATS,
+    LOOP_UNITS,
+    Limits,
+    filter_segments,
+    loop_share,
+    normalise,
+    units,
+)
 
 LIMITS = Limits()
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fixtures.toml"
@@ -56,16 +65,26 @@ def test_varied_speech_is_never_removed(texts: list[str], logprob: float, no_spe
     phrase=st.lists(_word, min_size=1, max_size=6, unique=True),
     extra=st.integers(0, 20),
     before=st.lists(_word, max_size=3),
-    logprob=st.floats(-0.5, 0.0),
+    sure=st.booleans(),
 )
-def test_a_phrase_repeated_k_times_is_always_cut(phrase: list[str], extra: int, before: list[str], logprob: float):
+def test_a_phrase_repeated_k_times_is_always_cut(phrase: list[str], extra: int, before: list[str], sure: bool):
+    """Unsure (or unscored, as whisperx's segments are), the loop's segment goes; said with confidence, the loop is
+    cut back to its first time round. Either way no loop is left, and what went is recorded."""
     times = max(LOOP_REPEATS, math.ceil(LOOP_UNITS / len(phrase))) + extra
     loop = " ".join(before + phrase * times)
-    segments = _segments(["It was a quiet evening.", loop, "Then the music stopped."], avg_logprob=logprob)
+    scores = {"avg_logprob": -0.3, "no_speech_prob": 0.1} if sure else {}
+    segments = _segments(["It was a quiet evening.", loop, "Then the music stopped."], **scores)
     result = filter_segments(segments, LIMITS)
-    assert [s.text for s in result.kept] == ["It was a quiet evening.", "Then the music stopped."]
+    texts = [s.text for s in result.kept]
+    assert texts[0] == "It was a quiet evening." and texts[-1] == "Then the music stopped."
+    assert all(loop_share(units(text)) == 0 for text in texts)
     (removed,) = result.removed
-    assert (removed.start, removed.end, removed.text) == (2.0, 3.5, loop) and removed.reason
+    assert (removed.start, removed.end) == (2.0, 3.5) and removed.reason.startswith(("loop", "repetitive"))
+    if sure:  # what is kept and what is cut make up the segment, word for word
+        assert len(texts) == 3 and len(texts[1].split()) + len(removed.text.split()) == len(loop.split())
+        assert normalise(texts[1]).endswith(normalise(phrase[-1]))
+    else:
+        assert len(texts) == 2 and removed.text == loop
 
 
 @settings(max_examples=100, deadline=None)
@@ -178,3 +197,20 @@ def test_a_matrix_without_guards_is_named_in_the_error(tmp_path: Path) -> None:
     stripped.write_text(text.replace("no_speech_threshold = 0.6", ""), encoding="utf-8")
     with pytest.raises(PipelineError, match="no \\[guards\\] value 'no_speech_threshold' for profile 'cpu'"):
         resolve_guards(build([]), load_matrix(stripped).profile("cpu"))
+
+
+def test_a_confident_loop_keeps_its_first_sentence_and_its_words_times() -> None:
+    """base's translation of the synthetic Hindi clip: one sentence, then five more of it."""
+    from pipeline.asr import Word
+
+    sentence = "I am the king of India."
+    raw = " ".join([sentence] * 6).split()
+    words = tuple(Word(0.5 * i, 0.5 * i + 0.4, f" {w}", 0.9) for i, w in enumerate(raw))
+    segment = Segment(0.0, 18.0, " ".join(raw), words, avg_logprob=-0.4, no_speech_prob=0.02)
+    result = filter_segments([segment], LIMITS)
+    (kept,) = result.kept
+    assert kept.text == sentence and [w.text.strip() for w in kept.words] == sentence.split()
+    assert (kept.start, kept.end) == (0.0, 2.9)
+    (cut,) = result.removed
+    assert (cut.start, cut.end, cut.reason) == (3.0, 17.9, "loop (5 repeats cut)")
+    assert cut.text == " ".join([sentence] * 5)
