@@ -225,6 +225,58 @@ KEYS: tuple[Key, ...] = (
         "",
         "whisperx: a folder holding its wav2vec2 aligner (and nltk's punkt_tab) for word times; empty: Whisper's own",
     ),
+    # Guards against text that was never said (issue 12). auto: the profile's value ([guards] in the matrix file);
+    # the same names and meaning on every backend (pipeline.asr.guards says how each backend honours them).
+    Key(
+        "WHISPER_NO_SPEECH_THRESHOLD",
+        "no_speech_threshold",
+        _or_auto(_float_range(0, 1)),
+        "auto",
+        "no-speech probability above which a window is silence (when its log prob is also low)",
+    ),
+    Key(
+        "WHISPER_LOG_PROB_THRESHOLD",
+        "log_prob_threshold",
+        _or_auto(_float_range(-20, 0)),
+        "auto",
+        "average token log probability below which a decode is retried hotter, or judged silence (see above)",
+    ),
+    Key(
+        "WHISPER_COMPRESSION_RATIO_THRESHOLD",
+        "compression_ratio_threshold",
+        _or_auto(_float_range(1, 100)),
+        "auto",
+        "gzip compression ratio above which a decode is retried; removed if also unsure, or twice over",
+    ),
+    Key(
+        "WHISPER_CONDITION_ON_PREVIOUS_TEXT",
+        "condition_on_previous_text",
+        _or_auto(_bool),
+        "auto",
+        "prompt each window with the previous one's text (consistent style, but loops can carry on)",
+    ),
+    Key(
+        "WHISPER_HALLUCINATION_SILENCE_THRESHOLD",
+        "hallucination_silence_threshold",
+        _or_auto(_float_range(0, 600)),
+        "auto",
+        "skip silences longer than this (s) around a suspected hallucination, 0: off (needs word timestamps)",
+    ),
+    Key("WHISPER_HOTWORDS", "hotwords", _text, "", 'names and jargon to listen for (e.g. "Nguyen, Kubernetes")'),
+    Key(
+        "WHISPER_REPETITION_FILTER",
+        "repetition_filter",
+        _or_auto(_bool),
+        "auto",
+        "remove loops, repeated segments and known filler hallucinations (pipeline.asr.guards)",
+    ),
+    Key(
+        "WHISPER_LANGUAGE_DETECTION_SEGMENTS",
+        "language_detection_segments",
+        _or_auto(_int_range(1, 20)),
+        "auto",
+        "speech windows (30 s, after VAD) that vote on the language when SOURCE_LANGUAGE=auto",
+    ),
 )
 BY_NAME = {key.name: key for key in KEYS}
 
@@ -256,6 +308,15 @@ class Config:
     max_cps: float = 17.0
     mux: str = "auto"
     align_model_dir: str = ""  # whisperx's wav2vec2 aligner, offline (load_align_model's model_dir)
+    # None: the profile's (matrix [guards])
+    no_speech_threshold: float | None = None
+    log_prob_threshold: float | None = None
+    compression_ratio_threshold: float | None = None
+    condition_on_previous_text: bool | None = None
+    hallucination_silence_threshold: float | None = None
+    hotwords: str = ""
+    repetition_filter: bool | None = None
+    language_detection_segments: int | None = None
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_env(self) -> dict[str, str]:

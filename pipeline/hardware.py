@@ -9,8 +9,9 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -67,6 +68,31 @@ class Choice:
     batch_size: int
     chunk_seconds: float
     notices: tuple[str, ...] = ()
+    guards: dict[str, Any] = field(default_factory=dict, compare=False)  # WHISPER_* guards, auto resolved
+
+
+GUARDS = (
+    "no_speech_threshold",
+    "log_prob_threshold",
+    "compression_ratio_threshold",
+    "condition_on_previous_text",
+    "hallucination_silence_threshold",
+    "repetition_filter",
+    "language_detection_segments",
+)
+
+
+def resolve_guards(config: Config, profile: Profile) -> dict[str, Any]:
+    """The guard keys' values: the config's, or for auto (None) the profile's from the matrix file."""
+    values = {}
+    for name in GUARDS:
+        value = getattr(config, name)
+        if value is None:
+            if name not in profile.guards:
+                raise PipelineError(f"matrix: no [guards] value {name!r} for profile {profile.name!r}")
+            value = profile.guards[name]
+        values[name] = value
+    return values
 
 
 def resolve_profile(config: Config, matrix: Matrix, hw: Hardware) -> Profile:
@@ -123,6 +149,7 @@ def resolve_chain(config: Config, profile: Profile, hw: Hardware) -> list[Choice
     backends = [first, *(b for b in profile.chain if b != first)]
     batch = config.batch_size or profile.batch_size
     chunk = config.chunk_seconds or profile.chunk_seconds
+    guards = resolve_guards(config, profile)
     choices = []
     for index, backend in enumerate(backends):
         primary = backend == profile.backend
@@ -140,5 +167,5 @@ def resolve_chain(config: Config, profile: Profile, hw: Hardware) -> list[Choice
         notices += [notice] if notice else []
         compute, notice = _compute_type_for(backend, device, compute, hw)
         notices += [notice] if notice else []
-        choices.append(Choice(backend, device, compute, batch, chunk, tuple(notices)))
+        choices.append(Choice(backend, device, compute, batch, chunk, tuple(notices), guards))
     return choices

@@ -47,6 +47,7 @@ class Profile:
     fallback_device: str | None = None  # where fallbacks run when not on `device` (mps -> faster-whisper on cpu)
     fallback_compute_type: str | None = None
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    guards: dict[str, Any] = field(default_factory=dict)  # WHISPER_* guard keys' auto values ([guards])
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -104,6 +105,7 @@ def _load(path: Path) -> Matrix:
     except tomllib.TOMLDecodeError as exc:
         raise PipelineError(f"matrix file {path} is not valid TOML: {exc}") from None
     thresholds = raw.get("thresholds", {})
+    shared_guards = {k: v for k, v in raw.get("guards", {}).items() if not isinstance(v, dict)}
     profiles: dict[str, Profile] = {}
     for name, spec in raw.get("profiles", {}).items():
         missing = [key for key in _REQUIRED if key not in spec]
@@ -131,6 +133,7 @@ def _load(path: Path) -> Matrix:
             fallback_device=spec.get("fallback_device"),
             fallback_compute_type=spec.get("fallback_compute_type"),
             thresholds={model: dict(values) for model, values in thresholds.get(name, {}).items()},
+            guards=shared_guards | raw.get("guards", {}).get(name, {}),
         )
     return Matrix(
         path=path,

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.hardware import Choice
 from pipeline.jobs import Manifest
-from pipeline.progress import stage_bar
+from pipeline.progress import format_seconds, say, stage_bar
 
 if TYPE_CHECKING:
     from pipeline.asr.isolation import WarmStart
@@ -139,6 +139,9 @@ def _requests(ctx: Context, task: str, language: str | None) -> list[AsrRequest]
                 chunk_seconds=choice.chunk_seconds,
                 threads=config.threads,
                 align_model_dir=config.align_model_dir,
+                # Names and jargon are said in the spoken language: a hint to transcribe them, not to translate.
+                hotwords=(config.hotwords or None) if task == "transcribe" else None,
+                **choice.guards,  # WHISPER_* guards, the profile's where auto (hardware.resolve_guards)
             )
         )
     return requests
@@ -213,12 +216,22 @@ def _read_transcript(path: Path) -> Transcript:
 def transcribe(ctx: Context) -> dict[str, Any]:
     language = _spoken_language(ctx)
     transcript, facts = _speech(ctx, "transcribe", language, "transcribe")
-    if not transcript.language:
+    speech = bool(transcript.segments)
+    if not transcript.language or not (speech or language):
+        # No speech to name a language after (a guess from noise is no language): ISO 639-2 "undetermined".
         transcript = replace(transcript, language=language or "und")
     ctx.manifest.data["language"] = transcript.language
+    if not speech:
+        # Not an error: the job is done and its subtitles are empty, as the media's speech is. But say so.
+        invented = f"; {len(transcript.removed)} invented segment(s) removed" if transcript.removed else ""
+        say(f"transcribe  no speech found in {ctx.media.name} ({format_seconds(transcript.duration)}{invented})")
     return facts | {
         "language": transcript.language,
         "segments": len(transcript.segments),
+        "speech": speech,
+        # What the guards took out (pipeline.asr.guards): each with its time, text and reason.
+        "removed_segments": len(transcript.removed),
+        "removed": [asdict(r) for r in transcript.removed],
         "outputs": _write_transcript(ctx, transcript),
     }
 

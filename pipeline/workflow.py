@@ -367,6 +367,8 @@ def format_status(data: dict[str, Any]) -> str:
                 f"{stage['backend']} {stage.get('model', '')} {stage.get('device', '')}/"
                 f"{stage.get('compute_type', '')}"
                 + (f", {stage['crashes']} crash(es)" if stage.get("crashes") else "")
+                + (f", {n} invented segment(s) removed" if (n := stage.get("removed_segments")) else "")
+                + (", no speech found" if stage.get("speech") is False else "")
             )
         wall = f"{stage['wall_s']:.1f}s" if "wall_s" in stage else ""
         peak = f"{stage['peak_rss_mb']:.0f}" if "peak_rss_mb" in stage else ""

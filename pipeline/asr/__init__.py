@@ -31,10 +31,24 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    # What the decoder said of the segment's window, where the backend tells: read by pipeline.asr.guards in the
+    # worker, then dropped (None) before the transcript is written.
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
 
     def shifted(self, offset: float) -> Segment:
         words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in self.words)
-        return Segment(start=self.start + offset, end=self.end + offset, text=self.text, words=words)
+        return replace(self, start=self.start + offset, end=self.end + offset, words=words)
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A segment the guards took out of the transcript, and why (recorded in the job's manifest)."""
+
+    start: float
+    end: float
+    text: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -44,13 +58,19 @@ class Transcript:
     duration: float
     task: str = "transcribe"  # "translate" when Whisper translated the speech into English
     backend: str = ""
+    removed: tuple[Removed, ...] = ()  # what the guards took out (pipeline.asr.guards)
 
     @property
     def text(self) -> str:
         return " ".join(s.text.strip() for s in self.segments if s.text.strip())
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for segment in data["segments"]:  # scores only where a backend left them (the worker drops them)
+            for key in ("avg_logprob", "no_speech_prob"):
+                if segment[key] is None:
+                    del segment[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Transcript:
@@ -60,6 +80,8 @@ class Transcript:
                 end=float(s["end"]),
                 text=str(s["text"]),
                 words=tuple(Word(**w) for w in s.get("words", ())),
+                avg_logprob=s.get("avg_logprob"),
+                no_speech_prob=s.get("no_speech_prob"),
             )
             for s in data["segments"]
         )
@@ -69,6 +91,7 @@ class Transcript:
             duration=float(data["duration"]),
             task=data.get("task", "transcribe"),
             backend=data.get("backend", ""),
+            removed=tuple(Removed(**r) for r in data.get("removed", ())),
         )
 
 
@@ -91,6 +114,16 @@ class AsrRequest:
     initial_prompt: str | None = None
     threads: int = 0  # 0: the library's default
     align_model_dir: str = ""  # whisperx: wav2vec2 aligner folder (ALIGN_MODEL_DIR); empty: cross-attention words
+    # Guards against invented text (WHISPER_* keys, the profile's values for auto); pipeline.asr.guards says how
+    # each backend honours them. None: the library's default / off.
+    no_speech_threshold: float | None = 0.6
+    log_prob_threshold: float | None = -1.0
+    compression_ratio_threshold: float | None = 2.4
+    condition_on_previous_text: bool = False
+    hallucination_silence_threshold: float | None = None
+    hotwords: str | None = None
+    repetition_filter: bool = True
+    language_detection_segments: int = 3  # speech windows that vote on the language when it is not given
     extra: dict[str, Any] = field(default_factory=dict)
 
 

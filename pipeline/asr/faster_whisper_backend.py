@@ -10,11 +10,13 @@ and one batch of speech are held.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from itertools import chain, islice, pairwise
 from typing import Any
 
 import numpy as np
 
-from pipeline.asr import AsrRequest, ChunkByChunk, Segment, Word
+from pipeline.asr import AsrRequest, ChunkByChunk, Segment, Word, detect
 from pipeline.asr.windows import Speech, batches, windows
 from pipeline.audio import SAMPLE_RATE, Chunk
 
@@ -23,8 +25,7 @@ WINDOW_SECONDS = 30  # Whisper's input; the longest speech span Silero may repor
 # peak creep 491 -> 582 MB over 20 min, 60 s ones held it at 488-519 MB. Windows cross chunks, so a shorter
 # chunk costs no CPU here.
 VAD_CHUNK_SECONDS = 60.0
-# BatchedInferencePipeline's own VAD settings when it finds speech itself (vad_filter=True, no parameters).
-_VAD = {"max_speech_duration_s": WINDOW_SECONDS, "min_silence_duration_ms": 160}
+SPLIT_PAUSE_S = 2.0  # a pause between words this long ends a segment (the batched path's windows hold several)
 
 
 class FasterWhisperBackend(ChunkByChunk):
@@ -46,8 +47,8 @@ class FasterWhisperBackend(ChunkByChunk):
         # that honours long-form context.
         self.batched = BatchedInferencePipeline(self.model) if request.batch_size > 1 and request.vad else None
         self.max_chunk_seconds = VAD_CHUNK_SECONDS if self.batched else None
-        self._language: str | None = request.language
-        self._head: np.ndarray | None = None  # the first 30 s, kept only to name the language of a file with no speech
+        # An English-only model has nothing to detect; otherwise the first speech windows vote (pipeline.asr.detect).
+        self._language: str | None = request.language or (None if self.model.model.is_multilingual else "en")
         self.device = request.device
         self.compute_type = getattr(self.model.model, "compute_type", request.compute_type)
 
@@ -59,38 +60,48 @@ class FasterWhisperBackend(ChunkByChunk):
             beam_size=request.beam_size,
             word_timestamps=request.word_timestamps,
             initial_prompt=request.initial_prompt,
+            hotwords=request.hotwords or None,
+            # The guards (pipeline.asr.guards). The batched path applies none of the thresholds (no temperature
+            # fallback; filter_segments applies them to each segment's scores), keeps condition_on_previous_text
+            # off and has no use for hallucination_silence_threshold (VAD cut the silences).
+            no_speech_threshold=request.no_speech_threshold,
+            log_prob_threshold=request.log_prob_threshold,
+            compression_ratio_threshold=request.compression_ratio_threshold,
+            condition_on_previous_text=request.condition_on_previous_text,
+            hallucination_silence_threshold=request.hallucination_silence_threshold or None,  # 0: off
         )
+
+    def _detect(self, spans: list[Speech]) -> None:
+        windows_ = detect.speech_windows(spans, self.request.language_detection_segments)
+        self._language = detect.vote(windows_, detect.ct2_scorer(self.model))
 
     def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:
         """One chunk through the sequential (long-form) path: no VAD, or a batch of one."""
+        if self._language is None:  # from this chunk's speech, if it has any; else the next chunk's
+            self._detect(detect.speech_spans(audio))
         segments, info = self.model.transcribe(audio, vad_filter=self.request.vad, **self._options())
-        # Detect once, on the first chunk, then hold the language for the rest of the file.
-        self._language = self._language or info.language
-        yield from map(_segment, segments)
+        for segment in segments:
+            # Without VAD, Whisper may hear words where Silero heard none: then its own detection names them.
+            self._language = self._language or info.language
+            yield _segment(segment)
 
     def transcribe_chunks(self, chunks: Iterable[Chunk]) -> Iterator[Segment]:
         if self.batched is None:
             yield from super().transcribe_chunks(chunks)
             return
-        spans = self._speech(chunks)
-        for batch in batches(windows(spans, WINDOW_SECONDS * SAMPLE_RATE), self.request.batch_size):
+        stream: Iterator[list[Speech]] = windows(self._speech(chunks), WINDOW_SECONDS * SAMPLE_RATE)
+        if self._language is None:
+            # The first speech windows vote before any is decoded; they are held (a few 30 s windows) meanwhile.
+            first = list(islice(stream, self.request.language_detection_segments))
+            self._detect([span for window in first for span in window])
+            stream = chain(first, stream)
+        for batch in batches(stream, self.request.batch_size):
             yield from self._decode(batch)
-        if self._language is None and self._head is not None:
-            multilingual = self.model.model.is_multilingual
-            self._language = self.model.detect_language(self._head)[0] if multilingual else "en"
-        self._head = None
 
     def _speech(self, chunks: Iterable[Chunk]) -> Iterator[Speech]:
-        from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-        options = VadOptions(**_VAD)
         for chunk in chunks:
-            if self._language is None and self._head is None:
-                self._head = chunk.samples[: WINDOW_SECONDS * SAMPLE_RATE].copy()
-            start = round(chunk.offset * SAMPLE_RATE)
-            for stamp in get_speech_timestamps(chunk.samples, options):
-                # A copy, so that the chunk's buffer is freed once its speech is taken.
-                yield Speech(start + stamp["start"], chunk.samples[stamp["start"] : stamp["end"]].copy())
+            # Copies, so that the chunk's buffer is freed once its speech is taken.
+            yield from detect.speech_spans(chunk.samples, round(chunk.offset * SAMPLE_RATE))
 
     def _decode(self, batch: list[list[Speech]]) -> Iterator[Segment]:
         from faster_whisper.transcribe import restore_speech_timestamps
@@ -104,18 +115,40 @@ class FasterWhisperBackend(ChunkByChunk):
             clips.append({"start": at / SAMPLE_RATE, "end": (at + size) / SAMPLE_RATE})
             at += size
         speech = np.concatenate([span.samples for span in spans])
-        segments, info = self.batched.transcribe(
-            speech, clip_timestamps=clips, batch_size=len(batch), **self._options()
-        )
-        self._language = self._language or info.language
+        # Words always: a window's one segment runs across the non-speech VAD cut out of it (a sentence, 20 s of
+        # music, the next sentence); its words say where to split it (`_split`). They are dropped if not asked for.
+        options = self._options() | {"word_timestamps": True}
+        segments, _ = self.batched.transcribe(speech, clip_timestamps=clips, batch_size=len(batch), **options)
         # Times in the joined speech -> times in the whole audio (the spans' own positions).
         stamps = [{"start": span.start, "end": span.end} for span in spans]
-        yield from map(_segment, restore_speech_timestamps(segments, stamps, SAMPLE_RATE))
+        for segment in map(_segment, restore_speech_timestamps(segments, stamps, SAMPLE_RATE)):
+            for part in _split(segment):
+                yield part if self.request.word_timestamps else replace(part, words=())
 
     def detected_language(self) -> str | None:
         return self._language
 
 
+def _split(segment: Segment) -> Iterator[Segment]:
+    """`segment` in parts at pauses of SPLIT_PAUSE_S or more between its words."""
+    words = segment.words
+    cuts = [i for i in range(1, len(words)) if words[i].start - words[i - 1].end >= SPLIT_PAUSE_S]
+    if not cuts:
+        yield segment
+        return
+    for begin, end in pairwise([0, *cuts, len(words)]):
+        part = words[begin:end]
+        text = "".join(w.text for w in part).strip()
+        yield replace(segment, start=part[0].start, end=part[-1].end, text=text, words=part)
+
+
 def _segment(segment: Any) -> Segment:
     words = tuple(Word(start=w.start, end=w.end, text=w.word, probability=w.probability) for w in segment.words or ())
-    return Segment(start=segment.start, end=segment.end, text=segment.text.strip(), words=words)
+    return Segment(
+        start=segment.start,
+        end=segment.end,
+        text=segment.text.strip(),
+        words=words,
+        avg_logprob=segment.avg_logprob,
+        no_speech_prob=segment.no_speech_prob,
+    )

@@ -2,7 +2,9 @@
 
 It reads MLX weights (`pipeline models convert SRC --to mlx` makes them from a CTranslate2 folder).
 mlx-whisper decodes greedily: it has no beam search, so `beam_size` is unused (temperature fallback still
-applies). It has no VAD either; silence is left to Whisper's own no-speech check.
+applies). It has no VAD either: silence is left to Whisper's own no-speech check and the worker's guards
+(pipeline.asr.guards); only the language is voted from Silero's speech windows (pipeline.asr.detect). It has no
+hotwords: they are put before the initial prompt, where faster-whisper puts them too.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.asr import AsrRequest, ChunkByChunk, Segment, Word
+from pipeline.asr import AsrRequest, ChunkByChunk, Segment, Word, detect
 from pipeline.errors import PipelineError
 from pipeline.models import CT2, MLX, model_format
 
@@ -25,15 +27,8 @@ log = logging.getLogger(__name__)
 # MLX is not safe to call from two threads at once, and mlx-whisper keeps its model in a class attribute.
 _MLX_LOCK = threading.Lock()
 DEVICES = ("mps", "cpu", "auto")
-# request.extra keys passed through to mlx_whisper.transcribe (faster-whisper spells them the same way).
-_PASSTHROUGH = (
-    "condition_on_previous_text",
-    "temperature",
-    "compression_ratio_threshold",
-    "logprob_threshold",
-    "no_speech_threshold",
-    "hallucination_silence_threshold",
-)
+# request.extra keys passed through to mlx_whisper.transcribe.
+_PASSTHROUGH = ("temperature",)
 
 
 class MlxBackend(ChunkByChunk):
@@ -100,6 +95,9 @@ class MlxBackend(ChunkByChunk):
         with _MLX_LOCK, mx.stream(self._device):
             # transcribe() takes the model from this cache, keyed by path: hand it ours, loaded in our dtype.
             ModelHolder.model, ModelHolder.model_path = self._model, self.model_dir
+            if self._language is None:  # the first speech windows vote (pipeline.asr.detect), else the next chunk's
+                windows = detect.speech_windows(detect.speech_spans(audio), request.language_detection_segments)
+                self._language = detect.vote(windows, self._score)
             result = mlx_whisper.transcribe(
                 audio,
                 path_or_hf_repo=self.model_dir,
@@ -107,16 +105,21 @@ class MlxBackend(ChunkByChunk):
                 language=self._language,
                 task=request.task,
                 word_timestamps=request.word_timestamps,
-                initial_prompt=request.initial_prompt,
+                initial_prompt=_prompt(request),
                 fp16=self.compute_type == "float16",
+                # The guards, mlx-whisper's spelling (pipeline.asr.guards).
+                no_speech_threshold=request.no_speech_threshold,
+                logprob_threshold=request.log_prob_threshold,
+                compression_ratio_threshold=request.compression_ratio_threshold,
+                condition_on_previous_text=request.condition_on_previous_text,
+                hallucination_silence_threshold=request.hallucination_silence_threshold or None,
                 **options,
             )
-        # Detect once, on the first chunk, then hold the language for the rest of the file.
-        self._language = self._language or result["language"]
         for segment in result["segments"]:
             text = segment["text"].strip()
             if not text:  # mlx-whisper blanks zero-length and hallucinated segments instead of dropping them
                 continue
+            self._language = self._language or result["language"]  # words where Silero heard none
             words = tuple(
                 Word(
                     start=float(w["start"]),
@@ -129,7 +132,31 @@ class MlxBackend(ChunkByChunk):
             start, end = float(segment["start"]), float(segment["end"])
             if words:  # mlx-whisper may time a segment's last word past its end: the segment holds its words
                 start, end = min(start, words[0].start), max(end, words[-1].end)
-            yield Segment(start=start, end=end, text=text, words=words)
+            yield Segment(
+                start=start,
+                end=end,
+                text=text,
+                words=words,
+                avg_logprob=segment.get("avg_logprob"),
+                no_speech_prob=segment.get("no_speech_prob"),
+            )
+
+    def _score(self, window: np.ndarray) -> Iterable[tuple[str, float]]:
+        """Language probabilities of one speech window, from mlx-whisper's own detection (called under the lock)."""
+        import mlx.core as mx
+        from mlx_whisper.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
+        from mlx_whisper.decoding import detect_language
+
+        mel = log_mel_spectrogram(window, n_mels=self._model.dims.n_mels)
+        mel = pad_or_trim(mel, N_FRAMES, axis=-2).astype(getattr(mx, self.compute_type))
+        return detect_language(self._model, mel)[1].items()
 
     def detected_language(self) -> str | None:
         return self._language
+
+
+def _prompt(request: AsrRequest) -> str | None:
+    """mlx-whisper has no hotwords: they join the initial prompt, which is what faster-whisper makes of them too
+    (both go into the decoder's previous-text context)."""
+    parts = [p for p in (request.hotwords, request.initial_prompt) if p]
+    return " ".join(parts) or None

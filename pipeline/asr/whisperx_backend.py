@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.asr import AsrRequest, ChunkByChunk, Segment
+from pipeline.asr import AsrRequest, ChunkByChunk, Segment, detect
 
 
 class WhisperXBackend(ChunkByChunk):
@@ -30,7 +30,18 @@ class WhisperXBackend(ChunkByChunk):
         self.request = request
         self._language = request.language
         threads = request.threads or 4
-        asr_options = {"beam_size": request.beam_size, "initial_prompt": request.initial_prompt}
+        asr_options = {
+            "beam_size": request.beam_size,
+            "initial_prompt": request.initial_prompt,
+            "hotwords": request.hotwords or None,
+            # Guards (pipeline.asr.guards): whisperx's batched decoding keeps these in its options but decodes
+            # once, without fallback or a no-speech probability; the worker's filter applies them after.
+            "no_speech_threshold": request.no_speech_threshold,
+            "log_prob_threshold": request.log_prob_threshold,
+            "compression_ratio_threshold": request.compression_ratio_threshold,
+            "condition_on_previous_text": request.condition_on_previous_text,
+            "hallucination_silence_threshold": request.hallucination_silence_threshold or None,
+        }
         # Words: whisperx's wav2vec2 aligner from ALIGN_MODEL_DIR, else Whisper's cross-attention, computed by the
         # model itself as it decodes (whisperx_words.CrossAttentionWords).
         # The aligner is per language: with SOURCE_LANGUAGE=auto it loads once the first chunk has named it. A
@@ -68,18 +79,27 @@ class WhisperXBackend(ChunkByChunk):
         self.device = request.device
         self.compute_type = getattr(self.pipeline.model.model, "compute_type", request.compute_type)
 
+        if self._language is None and not self.pipeline.model.model.is_multilingual:
+            self._language = "en"
+
     def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:
         from pipeline.asr import whisperx_words
 
         if self._words_model is not None:
             self._words_model.reset()
+        if self._language is None:
+            # whisperx would name the language from the chunk's first 30 s, music and silence included: the first
+            # speech windows vote instead (pipeline.asr.detect); a chunk without speech leaves it to the next.
+            windows = detect.speech_windows(detect.speech_spans(audio), self.request.language_detection_segments)
+            self._language = detect.vote(windows, detect.ct2_scorer(self.pipeline.model))
         result = self.pipeline.transcribe(
             audio,
             batch_size=self.request.batch_size,
             language=self._language,
             task=self.request.task,
         )
-        self._language = self._language or result.get("language")
+        if any(segment["text"].strip() for segment in result["segments"]):  # words where Silero heard none
+            self._language = self._language or result.get("language")
         if self._align_dir and self._language:
             self._aligner = whisperx_words.load_aligner(self._align_dir, self._language, self.request.device)
             self._align_dir = ""
@@ -97,7 +117,12 @@ class WhisperXBackend(ChunkByChunk):
             for segment in result["segments"]:
                 text = segment["text"].strip()
                 if text:
-                    yield Segment(start=float(segment["start"]), end=float(segment["end"]), text=text)
+                    yield Segment(
+                        start=float(segment["start"]),
+                        end=float(segment["end"]),
+                        text=text,
+                        avg_logprob=segment.get("avg_logprob"),
+                    )
 
     def detected_language(self) -> str | None:
         return self._language

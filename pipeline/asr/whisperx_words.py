@@ -110,15 +110,18 @@ def timed_segments(segments: Iterable[dict[str, Any]], words: Sequence[list[dict
             )
             for w in window
         )
-        out.append(_segment(start, float(segment["end"]), text, timed))
+        out.append(_segment(start, float(segment["end"]), text, timed, segment.get("avg_logprob")))
     return out
 
 
-def _segment(start: float, end: float, text: str, words: tuple[Word, ...]) -> Segment:
-    """A segment that holds its words: a word timed past the window's edge widens the segment, not the reverse."""
+def _segment(
+    start: float, end: float, text: str, words: tuple[Word, ...], avg_logprob: float | None = None
+) -> Segment:
+    """A segment that holds its words: a word timed past the window's edge widens the segment, not the reverse.
+    `avg_logprob` goes to the worker's guards (pipeline.asr.guards)."""
     if words:
         start, end = min(start, words[0].start), max(end, words[-1].end)
-    return Segment(start=start, end=end, text=text, words=words)
+    return Segment(start=start, end=end, text=text, words=words, avg_logprob=avg_logprob)
 
 
 # --- the wav2vec2 aligner (ALIGN_MODEL_DIR) ------------------------------------------------------------------

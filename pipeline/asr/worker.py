@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from pipeline import atomic, audio
-from pipeline.asr import AsrRequest, Segment, Transcript, load_backend_class
+from pipeline.asr import AsrRequest, Segment, Transcript, guards, load_backend_class
 
 MARKER_SUFFIX = ".ok"
 # Distributions whose version is worth recording when the backend imported them.
@@ -234,13 +234,21 @@ def run(
         emit("progress", done=done, total=total)
     emit("progress", done=total, total=total)
     language = request.language or backend.detected_language()
+    limits = guards.Limits(
+        no_speech_threshold=request.no_speech_threshold,
+        log_prob_threshold=request.log_prob_threshold,
+        compression_ratio_threshold=request.compression_ratio_threshold,
+        repetition_filter=request.repetition_filter,
+    )
+    filtered = guards.filter_segments(segments, limits)
 
     transcript = Transcript(
         language=language or "",
-        segments=tuple(segments),
+        segments=filtered.kept,
         duration=total,
         task=request.task,
         backend=request.backend,
+        removed=filtered.removed,
     )
     worker = {
         "backend": request.backend,
