@@ -345,13 +345,13 @@ def _languages(ctx: Context) -> list[str]:
 
 def subtitles(ctx: Context) -> dict[str, Any]:
     from pipeline.writers import ReadingRules, build_cues, write_subtitles
-    from pipeline.writers.speech import speech_regions
 
     config = ctx.config
     rules = ReadingRules(max_line_chars=config.max_line_chars, max_lines=config.max_lines, max_cps=config.max_cps)
     outputs = []
     cues_per_language = {}
-    speech = speech_regions(ctx.audio) or ()  # once: every language's cues are timed against the same speech
+    # Every language's cues are timed against the speech of the spoken audio, which the ASR worker found.
+    speech = _read_transcript(ctx.output(ctx.source_language, "json")).speech
     for language in _languages(ctx):
         transcript = _read_transcript(ctx.output(language, "json"))
         cues = build_cues(transcript.segments, rules, duration=transcript.duration, speech=speech)

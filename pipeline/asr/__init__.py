@@ -59,6 +59,8 @@ class Transcript:
     task: str = "transcribe"  # "translate" when Whisper translated the speech into English
     backend: str = ""
     removed: tuple[Removed, ...] = ()  # what the guards took out (pipeline.asr.guards)
+    # (start, end) of speech by Silero's own edges, for cue timing (pipeline.asr.speech); empty: not known
+    speech: tuple[tuple[float, float], ...] = ()
 
     @property
     def text(self) -> str:
@@ -92,6 +94,7 @@ class Transcript:
             task=data.get("task", "transcribe"),
             backend=data.get("backend", ""),
             removed=tuple(Removed(**r) for r in data.get("removed", ())),
+            speech=tuple((float(a), float(b)) for a, b in data.get("speech", ())),
         )
 
 

@@ -37,6 +37,7 @@ from typing import IO, Any, NoReturn
 
 from pipeline import atomic, audio
 from pipeline.asr import AsrRequest, Segment, Transcript, guards, load_backend_class
+from pipeline.asr.speech import SpeechRegions
 
 MARKER_SUFFIX = ".ok"
 # Distributions whose version is worth recording when the backend imported them.
@@ -218,10 +219,14 @@ def run(
 
     segments: list[Segment] = []
     done = 0.0
+    # Cues of every language are timed against the spoken audio's speech: found once, as the source is read.
+    speech = SpeechRegions() if request.task == "transcribe" else None
 
     def fed(chunks: Iterator[audio.Chunk]) -> Iterator[audio.Chunk]:
         # The backend asks for the next chunk once it is done with this one's samples.
         for index, chunk in enumerate(chunks):
+            if speech is not None:
+                speech.add(chunk)
             yield chunk
             _release_heap()
             emit("progress", done=done, total=total)  # a heartbeat: VAD and reading count as activity
@@ -249,6 +254,7 @@ def run(
         task=request.task,
         backend=request.backend,
         removed=filtered.removed,
+        speech=tuple(speech.regions) if speech is not None else (),
     )
     worker = {
         "backend": request.backend,

@@ -18,7 +18,7 @@ def transcript_dict(transcript: Transcript, extra: dict[str, Any] | None = None)
         "backend": transcript.backend,
         "text": transcript.text,
     }
-    if clash := sorted((set(data) | {"segments"}) & set(extra or {})):
+    if clash := sorted((set(data) | {"segments", "speech"}) & set(extra or {})):
         raise ValueError(f"extra keys {clash} would overwrite the transcript's own")
     data |= extra or {}
     segments = []
@@ -27,6 +27,8 @@ def transcript_dict(transcript: Transcript, extra: dict[str, Any] | None = None)
             del segment["words"]
         segments.append(segment)
     data["segments"] = segments
+    if transcript.speech:  # where Silero heard speech: what the subtitles' cue edges snap to
+        data["speech"] = [list(region) for region in transcript.speech]
     return data
 
 

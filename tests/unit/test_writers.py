@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 
@@ -138,27 +137,3 @@ def test_transcript_txt_one_segment_per_line(tmp_path):
     assert path.read_text(encoding="utf-8") == "भारत एक बड़ा देश है।\nदिल्ली भारत की राजधानी है।\n"
     write_transcript_txt(Transcript("en", (), 0.0), path)
     assert path.read_text(encoding="utf-8") == ""
-
-
-# --- where the audio has speech (cue timing) -----------------------------------------------------------------
-
-
-def test_speech_regions_of_real_speech(tmp_path, speech, monkeypatch):
-    from cue_timing import JFK, speech_bounds
-
-    from pipeline.audio import read_all
-    from pipeline.writers import speech as vad
-
-    regions = vad.speech_regions(JFK)
-    assert all(a < b <= c < d for (a, b), (c, d) in itertools.pairwise(regions))
-    assert len(regions) >= 4  # Kennedy pauses between "Americans", "ask not", "what your country"...
-    onset, _ = speech_bounds(read_all(JFK))
-    assert abs(regions[0][0] - onset) < 0.1  # the edge itself, not the ASR's padded one
-    # Read a chunk at a time (memory): the same speech as one whole-file pass, in order, across boundaries.
-    whole = vad.speech_regions(speech)
-    monkeypatch.setattr(vad, "CHUNK_SECONDS", 10.0)
-    chunked = vad.speech_regions(speech)
-    assert len(chunked) == len(whole) and all(
-        abs(a - c) < 0.1 and abs(b - d) < 0.1 for (a, b), (c, d) in zip(chunked, whole, strict=True)
-    )
-    assert vad.speech_regions(tmp_path / "gone.wav") is None  # a cleared work folder: cues keep ASR times
