@@ -104,10 +104,13 @@ class BenchmarkFailed(RuntimeError):
 def env(**extra: str) -> dict[str, str]:
     """The environment of every measured process: offline, and blind to the project's own config file."""
     base = dict(os.environ)
+    empty = WORK / "empty.env.pipeline"  # a config file that sets nothing: defaults, flags and nothing else
+    empty.parent.mkdir(parents=True, exist_ok=True)
+    empty.touch()
     base.update(
         HF_HUB_OFFLINE="1",
         PYANNOTE_METRICS_ENABLED="false",
-        PIPELINE_CONFIG=str(WORK / "no-such-config"),  # defaults, flags and nothing else
+        PIPELINE_CONFIG=str(empty),
         PIPELINE_USER="bench",
     )
     base.update(extra)

@@ -196,6 +196,9 @@ def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[
         "chunk_seconds": outcome.worker.get("chunk_seconds"),  # the backend's own limit may be shorter
         "versions": dict(outcome.worker.get("versions", {})),
         "notices": [n for c in ctx.chain for n in c.notices],
+        # What the guards took out (pipeline.asr.guards), of a transcription or a speech translation alike.
+        "removed_segments": len(outcome.transcript.removed),
+        "removed": [asdict(r) for r in outcome.transcript.removed],
     }
     return outcome.transcript, facts
 
@@ -229,9 +232,6 @@ def transcribe(ctx: Context) -> dict[str, Any]:
         "language": transcript.language,
         "segments": len(transcript.segments),
         "speech": speech,
-        # What the guards took out (pipeline.asr.guards): each with its time, text and reason.
-        "removed_segments": len(transcript.removed),
-        "removed": [asdict(r) for r in transcript.removed],
         "outputs": _write_transcript(ctx, transcript),
     }
 
