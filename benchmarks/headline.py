@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from benchmarks.harness import (
     stage_breakdown,
     text_similarity,
 )
-from benchmarks.overhead import RAW_SCRIPT
+from benchmarks.overhead import raw_argv
 
 NAME = "default-vs-faster-whisper"
 WALL_GOAL = 1.05
@@ -40,24 +39,8 @@ MEMORY_GOAL = 1.10
 
 def raw_default_argv(audio: Path, model_dir: Path, output: Path, settings: dict[str, Any]) -> list[str]:
     """The script with what must be the same (model, device, compute type, threads, language) and nothing else."""
-    argv = [
-        sys.executable,
-        str(RAW_SCRIPT),
-        str(audio),
-        "--model",
-        str(model_dir),
-        "--output",
-        str(output),
-        "--device",
-        settings["device"],
-        "--compute-type",
-        settings["compute_type"],
-        "--threads",
-        str(settings["threads"]),
-        "--word-timestamps",
-        "0",
-    ]
-    return [*argv, "--language", "en"]
+    same = {key: settings[key] for key in ("device", "compute_type", "threads")}
+    return raw_argv(audio, model_dir, output, same | {"word_timestamps": False, "source_language": "en"})
 
 
 def job_facts(run: Run, ctx: Context) -> dict[str, Any]:

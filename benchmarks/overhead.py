@@ -43,6 +43,8 @@ RAW_SCRIPT = Path(__file__).with_name("raw_faster_whisper.py")
 
 
 def raw_argv(audio: Path, model_dir: Path, output: Path, settings: dict[str, Any]) -> list[str]:
+    """The script's command line. A decoding setting left out of `settings` is left to faster-whisper's own
+    default (the headline's peer runs at those)."""
     argv = [
         sys.executable,
         str(RAW_SCRIPT),
@@ -57,16 +59,11 @@ def raw_argv(audio: Path, model_dir: Path, output: Path, settings: dict[str, Any
         settings["compute_type"],
         "--threads",
         str(settings["threads"]),
-        "--beam-size",
-        str(settings["beam_size"]),
-        "--batch-size",
-        str(settings["batch_size"]),
-        "--vad",
-        str(int(settings["vad"])),
-        "--word-timestamps",
-        str(int(settings["word_timestamps"])),
     ]
-    if settings["source_language"] != "auto":
+    for key in ("beam_size", "batch_size", "vad", "word_timestamps"):
+        if key in settings:
+            argv += [f"--{key.replace('_', '-')}", str(int(settings[key]))]
+    if settings.get("source_language", "auto") != "auto":
         argv += ["--language", settings["source_language"]]
     return argv
 
