@@ -110,9 +110,12 @@ e2e-image:
 	$(need_profile)
 	images/build.sh $(PROFILE) e2e
 	mkdir -p $(RESULTS_DIR)
-	$(ENGINE_ENV); docker run --rm --network none --user "$$(id -u):$$(id -g)" \
+	# No --rm: through podman's Docker API `docker run --rm` exits 0 whatever the tests did; remove it after.
+	$(ENGINE_ENV); name=pipeline-e2e-$(PROFILE)-$$$$; rc=0; \
+	docker run --name $$name --network none --user "$$(id -u):$$(id -g)" \
 		$(if $(filter True,$(call fact,gpus)),--gpus all) -e PIPELINE_PROFILE=$(PROFILE) -e PIPELINE_RESULTS_DIR=/results -v $(abspath $(RESULTS_DIR)):/results \
-		$(call fact,image)-e2e -n 2 --junitxml=/results/junit-e2e-$(PROFILE)-image.xml tests/e2e
+		$(call fact,image)-e2e -n 2 --junitxml=/results/junit-e2e-$(PROFILE)-image.xml tests/e2e || rc=$$?; \
+	docker rm --force $$name >/dev/null; exit $$rc
 
 engine:
 	@images/engine.sh >/dev/null

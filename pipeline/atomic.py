@@ -19,7 +19,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".part", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the permissions any new file would
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the permissions any new file would
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
@@ -50,7 +50,7 @@ def _name_max(folder: Path) -> int:
         return 255
 
 
-def _umask() -> int:
+def current_umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current

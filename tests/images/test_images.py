@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +82,16 @@ def docker(env: dict[str, str], *args: str, timeout: float = 900) -> Run:
     return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def docker_run(env: dict[str, str], *args: str, timeout: float = 900) -> Run:
+    """`docker run`, removing the container afterwards itself: through podman's Docker API, `docker run --rm`
+    exits 0 whatever the command did, so a test could not see a failure."""
+    name = f"pipeline-test-{uuid.uuid4().hex[:12]}"
+    try:
+        return docker(env, "run", "--name", name, *args, timeout=timeout)
+    finally:
+        docker(env, "rm", "--force", name, timeout=120)
+
+
 @pytest.fixture
 def out(tmp_path: Path) -> Iterator[Path]:
     folder = tmp_path / "out"
@@ -93,10 +104,8 @@ def _transcribe(
 ) -> tuple[Run, str]:
     """As the images README says: no network, and the caller's uid (or `user`) for the files it writes."""
     mounts = ["-v", f"{FIXTURES}:/data:ro", "-v", f"{out}:/out"]
-    result = docker(
+    result = docker_run(
         env,
-        "run",
-        "--rm",
         "--network",
         "none",
         "--user",
@@ -144,7 +153,7 @@ def test_cpu_image_runs_unprivileged_and_writes_as_the_callers_uid(
     engine: dict[str, str], cpu_image: str, out: Path
 ) -> None:
     """Root in the image would leave root-owned files in the user's folder; `--user` maps the caller's uid."""
-    whoami = docker(engine, "run", "--rm", "--network", "none", "--entrypoint", "id", cpu_image, "-u")
+    whoami = docker_run(engine, "--network", "none", "--entrypoint", "id", cpu_image, "-u")
     assert whoami.returncode == 0 and whoami.stdout.strip() != "0", whoami
     out.chmod(0o777)  # a folder the (arbitrary) uid below may write, as a user's own folder would be
     _transcribe(engine, cpu_image, out, user="4321:4321")
@@ -153,16 +162,19 @@ def test_cpu_image_runs_unprivileged_and_writes_as_the_callers_uid(
 
 
 def test_cpu_image_help_and_entrypoint(engine: dict[str, str], cpu_image: str) -> None:
-    result = docker(engine, "run", "--rm", "--network", "none", cpu_image, "--help")
+    result = docker_run(engine, "--network", "none", cpu_image, "--help")
     assert result.returncode == 0 and "transcribe" in result.stdout and "subtitle" in result.stdout
-    listing = docker(engine, "run", "--rm", "--network", "none", cpu_image, "matrix", "list", "--names")
+    # Exit codes come through (a one-line error is exit 2), or no assertion on one above could fail.
+    missing = docker_run(engine, "--network", "none", cpu_image, "transcribe", "/no/such.wav", "-s", "en")
+    assert missing.returncode == 2 and "pipeline: error:" in missing.stderr, missing
+    listing = docker_run(engine, "--network", "none", cpu_image, "matrix", "list", "--names")
     assert listing.stdout.split() == list(MATRIX.profiles)
 
 
 def test_cpu_image_keeps_no_build_inputs_or_local_ca(engine: dict[str, str], cpu_image: str) -> None:
     """The wheelhouse was only mounted, the project wheel removed; no index, proxy or local CA came along."""
     script = "ls /wheelhouse /tmp/dist; cat /etc/ssl/certs/ca-certificates.crt /etc/pip.conf; env"
-    result = docker(engine, "run", "--rm", "--network", "none", "--entrypoint", "sh", cpu_image, "-c", script)
+    result = docker_run(engine, "--network", "none", "--entrypoint", "sh", cpu_image, "-c", script)
     assert "'/wheelhouse': No such file" in result.stderr and "'/tmp/dist': No such file" in result.stderr
     for name in ("PIP_CERT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "REQUESTS_CA_BUNDLE"):
         assert name not in result.stdout
@@ -174,7 +186,7 @@ def test_cpu_image_keeps_no_build_inputs_or_local_ca(engine: dict[str, str], cpu
 def test_cuda_image_builds_and_falls_back_to_cpu_without_a_gpu(
     engine: dict[str, str], cuda_image: str, out: Path
 ) -> None:
-    assert docker(engine, "run", "--rm", "--network", "none", cuda_image, "--help").returncode == 0
+    assert docker_run(engine, "--network", "none", cuda_image, "--help").returncode == 0
     inspect = docker(engine, "image", "inspect", "--format", "{{json .Config.Env}}", cuda_image).stdout
     assert '"PIPELINE_PROFILE=cuda"' in inspect and '"NVIDIA_VISIBLE_DEVICES=all"' in inspect
     # No GPU here: the cuda profile must say so and run on the CPU, with the bundled model (the profile's
