@@ -161,6 +161,17 @@ class ChunkByChunk:
                 yield segment.shifted(chunk.offset)
 
 
+# Whisper's temperature fallback samples when a greedy/beam decode fails its guards; a fixed seed makes a job's
+# transcript the same on every run of it (CTranslate2's sampler here; mlx's in the mlx backend).
+SAMPLING_SEED = 1
+
+
+def seed_ctranslate2() -> None:
+    import ctranslate2
+
+    ctranslate2.set_random_seed(SAMPLING_SEED)
+
+
 # Import paths, so that naming a backend never imports its heavy library.
 BACKENDS: dict[str, str] = {
     "whisperx": "pipeline.asr.whisperx_backend:WhisperXBackend",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.asr import AsrRequest, ChunkByChunk, Segment, Word, detect
+from pipeline.asr import AsrRequest, ChunkByChunk, Segment, Word, detect, seed_ctranslate2
 from pipeline.asr.windows import Speech, batches, windows
 from pipeline.audio import SAMPLE_RATE, Chunk
 
@@ -35,6 +35,7 @@ class FasterWhisperBackend(ChunkByChunk):
     def __init__(self, request: AsrRequest) -> None:
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+        seed_ctranslate2()
         self.request = request
         self.model = WhisperModel(
             request.model_dir,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.asr import AsrRequest, ChunkByChunk, Segment, Word, detect
+from pipeline.asr import SAMPLING_SEED, AsrRequest, ChunkByChunk, Segment, Word, detect
 from pipeline.errors import PipelineError
 from pipeline.models import CT2, MLX, model_format
 
@@ -93,6 +93,7 @@ class MlxBackend(ChunkByChunk):
         if isinstance(options.get("temperature"), list):  # JSON has no tuples
             options["temperature"] = tuple(options["temperature"])
         with _MLX_LOCK, mx.stream(self._device):
+            mx.random.seed(SAMPLING_SEED)  # the temperature fallback's sampling: the same transcript every run
             # transcribe() takes the model from this cache, keyed by path: hand it ours, loaded in our dtype.
             ModelHolder.model, ModelHolder.model_path = self._model, self.model_dir
             if self._language is None:  # the first speech windows vote (pipeline.asr.detect), else the next chunk's

@@ -25,8 +25,9 @@ class WhisperXBackend(ChunkByChunk):
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")  # pyannote 4 telemetry: no connections
         import whisperx
 
-        from pipeline.asr import whisperx_words
+        from pipeline.asr import seed_ctranslate2, whisperx_words
 
+        seed_ctranslate2()
         self.request = request
         self._language = request.language
         threads = request.threads or 4

@@ -27,6 +27,7 @@ import json
 import os
 import resource
 import signal
+import stat
 import sys
 import threading
 import time
@@ -188,8 +189,17 @@ def _watch_parent(go: threading.Event) -> None:
 
 
 def _lifeline() -> threading.Event:
+    """Watch our stdin when it is a pipe, as the pipeline starts us; run by hand (a terminal, /dev/null), there is
+    no parent to outlive, and "go" is then never needed: --wait is the pipeline's."""
     go = threading.Event()
-    threading.Thread(target=_watch_parent, args=(go,), name="parent-watch", daemon=True).start()
+    try:
+        piped = stat.S_ISFIFO(os.fstat(0).st_mode)
+    except OSError:
+        piped = False
+    if piped:
+        threading.Thread(target=_watch_parent, args=(go,), name="parent-watch", daemon=True).start()
+    else:
+        go.set()
     return go
 
 

@@ -3,16 +3,15 @@ the `mps` profile's guard values from the matrix file."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from mlx_speech import REPO
 
 from pipeline.asr import AsrRequest, Transcript
+from pipeline.asr.isolation import run_isolated
 from pipeline.config import Config
 from pipeline.hardware import resolve_guards
 from pipeline.profiles import load_matrix
@@ -34,7 +33,7 @@ def sox(*args: str) -> None:
 
 
 def worker(tmp_path: Path, model_dir: Path, audio: Path, **changes) -> Transcript:
-    """One real worker process (python -m pipeline.asr.worker), as the transcribe stage runs it."""
+    """One real worker process, started and judged as the transcribe stage does (`run_isolated`)."""
     request = AsrRequest(
         backend="mlx",
         model_dir=str(model_dir),
@@ -49,14 +48,9 @@ def worker(tmp_path: Path, model_dir: Path, audio: Path, **changes) -> Transcrip
     )
     folder = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
     folder.mkdir()
-    (folder / "request.json").write_text(json.dumps(asdict(replace(request, **changes))))
-    subprocess.run(
-        [sys.executable, "-m", "pipeline.asr.worker", str(folder / "request.json"), str(folder / "result.json")],
-        check=True,
-        cwd=REPO,
-        timeout=900,
-    )
-    return Transcript.from_dict(json.loads((folder / "result.json").read_text())["transcript"])
+    outcome = run_isolated([replace(request, **changes)], folder, timeout=900)
+    assert [a.outcome for a in outcome.attempts] == ["ok"], outcome.attempts
+    return outcome.transcript
 
 
 def test_the_guards_reach_mlx_whisper(tmp_path: Path, mlx_models: dict[str, Path]) -> None:

@@ -370,6 +370,16 @@ def test_the_worker_kills_its_group_when_its_stdin_ends() -> None:
         time.sleep(0.05)
 
 
+def test_a_worker_run_by_hand_has_no_lifeline_to_lose() -> None:
+    """Started from a terminal or with stdin from /dev/null (a developer, a script), the worker has no parent to
+    outlive: it must not take the end of its stdin for its parent's death."""
+    code = "from pipeline.asr import worker\nprint(worker._lifeline().is_set(), flush=True)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, cwd=PIPELINE.parent, timeout=60
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, b"True"), done
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
