@@ -15,143 +15,30 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pipeline import envfile
+from pipeline.config_values import (
+    BACKENDS,
+    COMPUTE_TYPES,
+    DEVICES,
+    MUX_MODES,
+    WORKFLOWS,
+    _bool,
+    _choice,
+    _float_range,
+    _folder,
+    _formats,
+    _int_range,
+    _language,
+    _languages,
+    _model,
+    _or_auto,
+    _path,
+    _text,
+)
 from pipeline.errors import PipelineError
 
-WORKFLOWS = ("transcribe", "translate", "subtitle")
-BACKENDS = ("auto", "whisperx", "faster-whisper", "mlx")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-COMPUTE_TYPES = (
-    "auto",
-    "int8",
-    "int8_float16",
-    "int8_float32",
-    "int8_bfloat16",
-    "int16",
-    "float16",
-    "bfloat16",
-    "float32",
-)
-SUBTITLE_FORMATS = ("srt", "vtt")
-MUX_MODES = ("auto", "off", "mp4", "mkv")
 PROJECT_CONFIG = Path("config") / ".env.pipeline"
 JOB_CONFIG = ".env.pipeline"
-
-
-def _choice(allowed: Iterable[str]) -> Callable[[str], str]:
-    allowed = tuple(allowed)
-
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in allowed:
-            raise ValueError(f"allowed: {', '.join(allowed)}")
-        return value
-
-    parse.allowed = allowed  # type: ignore[attr-defined]
-    return parse
-
-
-def _int_range(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"allowed: a whole number from {low} to {high}") from None
-        if not low <= value <= high:
-            raise ValueError(f"allowed: a whole number from {low} to {high}")
-        return value
-
-    return parse
-
-
-def _float_range(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"allowed: a number from {low:g} to {high:g}") from None
-        if not low <= value <= high:
-            raise ValueError(f"allowed: a number from {low:g} to {high:g}")
-        return value
-
-    return parse
-
-
-def _or_auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """`parse`, or "auto" (None): the hardware profile's value, from the matrix."""
-
-    def wrapped(raw: str) -> Any:
-        if raw.strip().lower() == "auto":
-            return None
-        try:
-            return parse(raw)
-        except ValueError as exc:
-            raise ValueError(f"{exc}, or auto (the profile's value)") from None
-
-    return wrapped
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("allowed: true, false (or 1/0, yes/no, on/off)")
-
-
-def _text(raw: str) -> str:
-    return raw.strip()
-
-
-def _language(raw: str) -> str:
-    from pipeline.languages import check_language
-
-    return check_language(raw.strip().lower(), allow_auto=True)
-
-
-def _languages(raw: str) -> tuple[str, ...]:
-    from pipeline.languages import check_language
-
-    codes: list[str] = []
-    for part in raw.replace(" ", ",").split(","):
-        if part.strip():
-            code = check_language(part.strip().lower(), allow_auto=False)
-            if code not in codes:  # "-t es,es" means es once
-                codes.append(code)
-    return tuple(codes)
-
-
-def _formats(raw: str) -> tuple[str, ...]:
-    parts = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
-    bad = [p for p in parts if p not in SUBTITLE_FORMATS]
-    if bad or not parts:
-        raise ValueError(f"allowed: a comma-separated list of {', '.join(SUBTITLE_FORMATS)}")
-    return parts
-
-
-def _model(raw: str) -> str:
-    text = raw.strip()
-    if not text:  # Path("") is the current folder: an empty value is a mistake, not a model folder
-        raise ValueError("empty; allowed: a model name (base, tiny.en, large-v3), a model folder, or auto")
-    return text
-
-
-def _path(raw: str) -> str:
-    if not raw.strip():
-        return ""
-    text = raw  # verbatim: a file name may begin or end with a space
-    try:
-        return str(Path(text).expanduser())
-    except RuntimeError:  # "~name" where no user is called name: a literal file name, not a crash
-        return str(Path(text))
-
-
-def _folder(raw: str) -> str:
-    """A folder that exists, or empty: a model folder the user names must be there when the job is prepared."""
-    path = _path(raw)
-    if path and not Path(path).is_dir():
-        raise ValueError("allowed: an existing folder, or empty (none)")
-    return path
 
 
 @dataclass(frozen=True)
@@ -341,49 +228,6 @@ class Config:
 JOB_KEYS = frozenset({"WORKFLOW", "MEDIA"})
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value pairs of a dotenv file, verbatim: python-dotenv's parser (quoting, comments, `export`) without
-    its `${VAR}` interpolation, which would expand the environment (secrets included) into file names and
-    prompts. A line it cannot parse is an error naming the file and line, never a silent default."""
-    from dotenv.parser import parse_stream
-
-    try:
-        # newline="": a "\r" inside a quoted value is part of the value, as the writer meant it.
-        with open(path, encoding="utf-8", newline="") as stream:
-            bindings = list(parse_stream(stream))
-    except UnicodeDecodeError:
-        raise PipelineError(f"config file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise PipelineError(f"cannot read config file {path}: {exc.strerror}") from None
-    bad = [str(b.original.line) for b in bindings if b.error]
-    if bad:
-        raise PipelineError(
-            f"config file {path}: cannot parse line {', '.join(bad)}; allowed: KEY=value, KEY='value', "
-            'KEY="value" (a quote left open?)'
-        )
-    return {b.key: (b.value or "") for b in bindings if b.key is not None}
-
-
-def _check_text(value: str) -> str | None:
-    """Why `value` cannot be a config value (None if it can): it must be writable to a UTF-8 job file and be
-    a valid file name part (no NUL)."""
-    if "\0" in value:
-        return "contains a NUL character"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # surrogate-escaped bytes from a non-UTF-8 argument or file name
-        return "is not valid UTF-8 text"
-    return None
-
-
-def _shown(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # show the undecodable bytes as bytes: b'/m/\xff.wav'
-        return repr(value.encode("utf-8", "surrogateescape"))
-    return repr(value)
-
-
 def build(layers: Iterable[tuple[str, Mapping[str, str]]]) -> Config:
     """Merge (origin, KEY->raw value) layers, lowest precedence first, and validate every value. Every bad key
     and value is reported, in one line, not only the first."""
@@ -394,7 +238,7 @@ def build(layers: Iterable[tuple[str, Mapping[str, str]]]) -> Config:
             if name not in BY_NAME:
                 close = difflib.get_close_matches(name, BY_NAME, n=1)
                 hint = f"; did you mean {close[0]}?" if close else ""
-                label = name if _check_text(name) is None else _shown(name)
+                label = name if envfile.check_text(name) is None else envfile.shown(name)
                 problems.append(f"{origin}: unknown key {label}{hint} (keys: `pipeline config keys`)")
                 continue
             raw[name] = (value, origin)
@@ -402,11 +246,11 @@ def build(layers: Iterable[tuple[str, Mapping[str, str]]]) -> Config:
     for key in KEYS:
         value, origin = raw[key.name]
         try:
-            if why := _check_text(value):
+            if why := envfile.check_text(value):
                 raise ValueError(f"it {why}")
             parsed[key.attr] = key.parse(value)
         except (ValueError, PipelineError) as exc:
-            problems.append(f"{origin}: {key.name}={_shown(value)} is not valid; {exc}")
+            problems.append(f"{origin}: {key.name}={envfile.shown(value)} is not valid; {exc}")
     if problems:
         raise PipelineError(" | ".join(problems))
     parsed["origins"] = {key.name: raw[key.name][1] for key in KEYS}
@@ -444,42 +288,15 @@ def load(
     layers: list[tuple[str, Mapping[str, str]]] = []
     project_config = project_config or project_config_path(environ)
     if project_config is not None and project_config.is_file():
-        layers.append((str(project_config), read_env_file(project_config)))
+        layers.append((str(project_config), envfile.read(project_config)))
     if job_dir is not None and (job_dir / JOB_CONFIG).is_file():
-        layers.append((str(job_dir / JOB_CONFIG), read_env_file(job_dir / JOB_CONFIG)))
+        layers.append((str(job_dir / JOB_CONFIG), envfile.read(job_dir / JOB_CONFIG)))
     layers.append(("environment", environment_layer(environ)))
     if job_flags:
         layers.append(("command line (prepare)", job_flags))
     if cli:
         layers.append(("command line", cli))
     return build(layers)
-
-
-def quote_env_value(name: str, value: str) -> str:
-    """`value` quoted so that python-dotenv reads it back verbatim and `set -a; . .env.pipeline` in bash is
-    harmless (no command substitution, no expansion) and, where bash can hold it, gives the same value.
-
-    Single quotes are literal in bash; python-dotenv decodes a backslash pair and backslash-quote inside them.
-    Double quotes with every backslash and quote escaped are read alike by both unless the value has `$` or a
-    backtick, which bash would expand. A value needing both (a ' or a backslash pair, and $ or a backtick) has
-    no such form."""
-    if "'" not in value and "\\\\" not in value and not value.endswith("\\"):
-        return f"'{value}'"
-    if "$" not in value and "`" not in value:
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    raise PipelineError(
-        f"{name}={_shown(value)} cannot be written to a job file safely (it has both a quote or backslash and "
-        "a $ or backtick, which a shell sourcing .env.pipeline would run); allowed: values without that mix "
-        "(rename the file or reword the value)"
-    )
-
-
-def render_env(config: Config, header: str = "") -> str:
-    """A `.env.pipeline` file that reproduces `config` (a PipelineError if a value cannot be written safely)."""
-    lines = [f"# {line}" for line in header.splitlines()] if header else []
-    values = config.to_env()
-    lines += [f"{key.name}={quote_env_value(key.name, values[key.name])}" for key in KEYS]
-    return "\n".join(lines) + "\n"
 
 
 assert {f.name for f in fields(Config)} - {"origins"} == {key.attr for key in KEYS}, "KEYS and Config disagree"

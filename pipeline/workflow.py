@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import config as config_mod
-from pipeline import hardware, jobs, media
+from pipeline import envfile, hardware, jobs, media
 from pipeline.errors import Interrupted, PipelineError, StageFailed
 from pipeline.languages import check_speech_language
 from pipeline.profiles import load_matrix
@@ -122,7 +122,7 @@ def prepare(
     formats = ("json", "txt", *cfg.subtitle_formats)
     extra = (".subtitled.mkv",) if cfg.workflow == "subtitle" else ()
     jobs.check_output_names(Path(cfg.media).stem, languages, formats, extra, out_root)
-    config_mod.render_env(cfg)  # a value no job file can hold safely is refused now, before anything exists
+    envfile.render(cfg.to_env())  # a value no job file can hold safely is refused now, before anything exists
     # The flags rank above the environment on every later run too (`run` re-applies them from the manifest).
     flags = {k: v for k, v in cli.items() if k not in config_mod.JOB_KEYS}
     media_stat = Path(cfg.media).stat()
@@ -133,7 +133,7 @@ def prepare(
 
         write_text(
             folder / config_mod.JOB_CONFIG,
-            config_mod.render_env(cfg, f"pipeline job {job_id}\nprepared {jobs.now()}"),
+            envfile.render(cfg.to_env(), f"pipeline job {job_id}\nprepared {jobs.now()}"),
         )
         manifest = jobs.Manifest.create(
             folder,
@@ -270,7 +270,7 @@ def _record_run_config(
     """Record what this run really uses: the settings that differ from the job's .env.pipeline (an exported
     variable, a flag), each with where it came from, and the profile, model and backends they resolve to."""
     job_file = folder / config_mod.JOB_CONFIG
-    written = config_mod.build([(str(job_file), config_mod.read_env_file(job_file))]).to_env()
+    written = config_mod.build([(str(job_file), envfile.read(job_file))]).to_env()
     effective = cfg.to_env()
     manifest.data["run_overrides"] = {
         name: {"value": value, "from": cfg.origins[name], "job_file": written[name]}

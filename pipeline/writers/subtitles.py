@@ -10,10 +10,9 @@ from pathlib import Path
 import pysubs2
 
 from pipeline.atomic import atomic_open
+from pipeline.config_values import SUBTITLE_FORMATS
 from pipeline.errors import PipelineError
 from pipeline.writers.cues import Cue
-
-SUBTITLE_FORMATS = ("srt", "vtt")
 
 
 def _check(fmt: str) -> None:

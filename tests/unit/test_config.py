@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipeline import config
+from pipeline import config, envfile
 from pipeline.errors import PipelineError
 
 
@@ -93,7 +93,7 @@ def test_rendered_job_file_reads_back_identically(tmp_path_factory, prompt, medi
     )
     folder = tmp_path_factory.mktemp("job")
     try:
-        text = config.render_env(cfg, "header")
+        text = envfile.render(cfg.to_env(), "header")
     except PipelineError as refused:  # only the values no quoting can keep both verbatim and inert
         assert any(_unquotable(v) for v in (cfg.initial_prompt, cfg.media)), refused
         return
@@ -121,13 +121,13 @@ _hostile = st.text(
 def test_any_value_reads_back_verbatim_or_is_refused_by_name(tmp_path_factory, value):
     """render -> read is the identity for every value it accepts; python-dotenv's interpolation is off."""
     try:
-        line = f"MT_MODEL_DIR={config.quote_env_value('MT_MODEL_DIR', value)}\n"
+        line = f"MT_MODEL_DIR={envfile.quote('MT_MODEL_DIR', value)}\n"
     except PipelineError as refused:
         assert _unquotable(value) and "MT_MODEL_DIR=" in str(refused) and "\n" not in str(refused)
         return
     path = tmp_path_factory.mktemp("env") / ".env.pipeline"
     path.write_text(f"# header\n{line}", encoding="utf-8", newline="")
-    assert config.read_env_file(path) == {"MT_MODEL_DIR": value}
+    assert envfile.read(path) == {"MT_MODEL_DIR": value}
 
 
 @settings(max_examples=60, deadline=None)
@@ -140,7 +140,7 @@ def test_sourcing_a_job_file_in_bash_runs_nothing(tmp_path_factory, value):
     """`set -a; . .env.pipeline` (how users load env files) must not run a file name's `$(...)`; where bash can
     hold the value, it reads the same one."""
     try:
-        quoted = config.quote_env_value("MEDIA", value)
+        quoted = envfile.quote("MEDIA", value)
     except PipelineError:
         return  # refused at prepare: no job file is written (test_any_value_reads_back_...)
     folder = tmp_path_factory.mktemp("bash")
@@ -162,7 +162,7 @@ def test_values_are_read_verbatim_not_expanded(tmp_path):
         tmp_path / "j" / ".env.pipeline",
         "MEDIA='/m/a ${HOME} b.wav'\nWHISPER_INITIAL_PROMPT=\"${API_TOKEN}\"\nMT_MODEL_DIR=$HOME/x\n",
     )
-    assert config.read_env_file(env_file) == {
+    assert envfile.read(env_file) == {
         "MEDIA": "/m/a ${HOME} b.wav",
         "WHISPER_INITIAL_PROMPT": "${API_TOKEN}",
         "MT_MODEL_DIR": "$HOME/x",

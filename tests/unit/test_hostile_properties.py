@@ -17,7 +17,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline import cli, config, jobs
+from pipeline import cli, config, envfile, jobs
 from pipeline.models import models_dir
 
 JFK = Path(__file__).resolve().parents[1] / "fixtures" / "jfk.wav"
@@ -119,7 +119,7 @@ def test_prepare_with_hostile_names_and_values(stem, prompt, key, value):
             job_id = stdout.strip()
             folder = jobs.job_dir_for(job_id, root / "out")
             assert all(folder in p.parents for p in written), sorted(map(str, written))
-            job = config.read_env_file(folder / config.JOB_CONFIG)
+            job = envfile.read(folder / config.JOB_CONFIG)
             assert job["MEDIA"] == str(media)  # the file prepared is the file a run will read, byte for byte
             assert jobs.Manifest.load(folder).data["media"] == str(media)
         else:

@@ -1,0 +1,144 @@
+"""How a config value is parsed and checked: each `Key` in `pipeline.config.KEYS` names one of these. A parser
+takes the raw text (from a file, the environment or a flag) and returns the value, or raises ValueError saying what
+is allowed; `pipeline.config.build` turns that into the one-line error naming the key and where it came from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+WORKFLOWS = ("transcribe", "translate", "subtitle")
+BACKENDS = ("auto", "whisperx", "faster-whisper", "mlx")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+COMPUTE_TYPES = (
+    "auto",
+    "int8",
+    "int8_float16",
+    "int8_float32",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
+SUBTITLE_FORMATS = ("srt", "vtt")
+MUX_MODES = ("auto", "off", "mp4", "mkv")
+
+def _choice(allowed: Iterable[str]) -> Callable[[str], str]:
+    allowed = tuple(allowed)
+
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"allowed: {', '.join(allowed)}")
+        return value
+
+    parse.allowed = allowed  # type: ignore[attr-defined]
+    return parse
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"allowed: a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"allowed: a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _float_range(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"allowed: a number from {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise ValueError(f"allowed: a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _or_auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse`, or "auto" (None): the hardware profile's value, from the matrix."""
+
+    def wrapped(raw: str) -> Any:
+        if raw.strip().lower() == "auto":
+            return None
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or auto (the profile's value)") from None
+
+    return wrapped
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("allowed: true, false (or 1/0, yes/no, on/off)")
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _language(raw: str) -> str:
+    from pipeline.languages import check_language
+
+    return check_language(raw.strip().lower(), allow_auto=True)
+
+
+def _languages(raw: str) -> tuple[str, ...]:
+    from pipeline.languages import check_language
+
+    codes: list[str] = []
+    for part in raw.replace(" ", ",").split(","):
+        if part.strip():
+            code = check_language(part.strip().lower(), allow_auto=False)
+            if code not in codes:  # "-t es,es" means es once
+                codes.append(code)
+    return tuple(codes)
+
+
+def _formats(raw: str) -> tuple[str, ...]:
+    parts = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+    bad = [p for p in parts if p not in SUBTITLE_FORMATS]
+    if bad or not parts:
+        raise ValueError(f"allowed: a comma-separated list of {', '.join(SUBTITLE_FORMATS)}")
+    return parts
+
+
+def _model(raw: str) -> str:
+    text = raw.strip()
+    if not text:  # Path("") is the current folder: an empty value is a mistake, not a model folder
+        raise ValueError("empty; allowed: a model name (base, tiny.en, large-v3), a model folder, or auto")
+    return text
+
+
+def _path(raw: str) -> str:
+    if not raw.strip():
+        return ""
+    text = raw  # verbatim: a file name may begin or end with a space
+    try:
+        return str(Path(text).expanduser())
+    except RuntimeError:  # "~name" where no user is called name: a literal file name, not a crash
+        return str(Path(text))
+
+
+def _folder(raw: str) -> str:
+    """A folder that exists, or empty: a model folder the user names must be there when the job is prepared."""
+    path = _path(raw)
+    if path and not Path(path).is_dir():
+        raise ValueError("allowed: an existing folder, or empty (none)")
+    return path
+
+
