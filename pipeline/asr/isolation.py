@@ -38,325 +38,28 @@ factor).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import queue
-import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pipeline import atomic
 from pipeline.asr import AsrRequest, Transcript
-from pipeline.asr.worker import marker_path, peak_rss_mb, request_digest
-from pipeline.errors import StageFailed
+from pipeline.asr.attempts import AsrFailed, AsrOutcome, Attempt
+from pipeline.asr.forensics import describe, read_result
+from pipeline.asr.process import Process, Stderr, default_worker_argv, pump, worker_env
 
-OUTCOMES = ("ok", "salvaged", "crashed", "timeout", "failed", "corrupt", "reused")
-STAGES = ("spawn", "load", "transcribe", "write", "teardown")  # how far a worker got, from its events
-_TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when we stop a worker
-_TAIL_BYTES = 64 * 1024
 _ERROR_CHARS = 300
-_WORKER_ENV = {"HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "false", "ORT_DISABLE_TELEMETRY": "1"}
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One worker run: what ran, how it ended, what it cost. Goes into the job manifest as-is."""
-
-    backend: str
-    device: str  # as the worker reported using it, else as requested
-    compute_type: str
-    model_dir: str
-    outcome: str  # one of OUTCOMES
-    exit_code: int | None  # as subprocess reports it: negative for a signal; None if it never started
-    signal: str | None  # e.g. "SIGSEGV"
-    wall_s: float
-    peak_rss_mb: float | None
-    error: str | None  # one line
-    stage: str = "spawn"  # one of STAGES: where it crashed
-    progress_s: float = 0.0  # seconds of audio transcribed when it ended
-    load_s: float | None = None  # spawn to model loaded: the per-attempt overhead
-    ahead_s: float = 0.0  # started this long before its audio was ready (WarmStart); its load overlapped that
-    timed_out: bool = False  # we killed it: the signal is ours, not a crash
-    reused: str | None = None  # outcome "reused": the earlier run's result it took, relative to the stage's folder
-
-    @property
-    def produced(self) -> bool:
-        return self.outcome in ("ok", "salvaged", "reused")
-
-    @property
-    def crashed(self) -> bool:
-        """Died of a signal it raised itself (SIGSEGV, SIGABRT, the OOM killer's SIGKILL), result or not."""
-        return self.signal is not None and not self.timed_out
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass(frozen=True)
-class AsrOutcome:
-    transcript: Transcript
-    attempts: tuple[Attempt, ...]
-    worker: Mapping[str, Any] = field(default_factory=dict)  # the used worker's metadata: versions, device
-
-    @property
-    def used(self) -> Attempt:
-        return self.attempts[-1]
-
-    @property
-    def crashes(self) -> int:
-        return sum(a.crashed for a in self.attempts)
-
-    @property
-    def fallbacks(self) -> int:
-        return len(self.attempts) - 1
-
-    @property
-    def salvaged(self) -> bool:
-        return self.used.outcome == "salvaged"
-
-    @property
-    def reused(self) -> bool:
-        return self.used.outcome == "reused"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest's `asr` block (the transcript itself is written separately)."""
-        return {
-            "backend": self.used.backend,
-            "attempts": [a.to_dict() for a in self.attempts],
-            "crashes": self.crashes,
-            "salvaged": int(self.salvaged),
-            "reused": int(self.reused),
-            "fallbacks": self.fallbacks,
-            "worker": dict(self.worker),
-        }
-
-
-class AsrFailed(StageFailed):
-    """Every backend in the chain failed; `attempts` says how, for the manifest."""
-
-    def __init__(self, message: str, attempts: Sequence[Attempt]) -> None:
-        super().__init__(message)
-        self.attempts = tuple(attempts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest's `asr` block for a failed stage: the same shape as AsrOutcome.to_dict()."""
-        return {
-            "backend": None,
-            "attempts": [a.to_dict() for a in self.attempts],
-            "crashes": sum(a.crashed for a in self.attempts),
-            "salvaged": 0,
-            "reused": 0,
-            "fallbacks": len(self.attempts) - 1,
-            "worker": {},
-        }
-
-
-def tally(jobs: Iterable[Sequence[Attempt | Mapping[str, Any]]]) -> dict[str, dict[str, int]]:
-    """Per backend over many jobs' attempt lists: attempts, each outcome, crashes, and fallbacks it caused."""
-    counts: dict[str, Counter[str]] = {}
-    for job in jobs:
-        attempts = [a if isinstance(a, Attempt) else Attempt.from_dict(a) for a in job]
-        for index, attempt in enumerate(attempts):
-            c = counts.setdefault(attempt.backend, Counter())
-            c["attempts"] += 1
-            c[attempt.outcome] += 1
-            c["crashes"] += attempt.crashed
-            c["fallbacks"] += not attempt.produced and index < len(attempts) - 1
-    return {b: {k: c[k] for k in ("attempts", *OUTCOMES, "crashes", "fallbacks")} for b, c in counts.items()}
-
-
-# --- the result and its marker ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Result:
-    status: str  # "valid"; "missing": no marker, never used; "invalid": a marker the result doesn't match
-    data: dict[str, Any] | None = None
-    reason: str | None = None
-
-
-def read_result(result: Path, request_bytes: bytes) -> _Result:
-    """The worker's result if, and only if, its marker pins exactly these bytes for exactly this request."""
-    marker_file = marker_path(result)
-    if not marker_file.exists():
-        return _Result("missing", reason="result file without its marker" if result.exists() else None)
-    try:
-        marker = json.loads(marker_file.read_bytes())
-        sha256, size, request_sha = marker["sha256"], int(marker["size"]), marker["request_sha256"]
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        return _Result("invalid", reason=f"unreadable marker {marker_file.name}: {type(exc).__name__}")
-    if request_sha != request_digest(request_bytes):
-        return _Result("invalid", reason="marker belongs to another request")
-    try:
-        payload = result.read_bytes()
-    except OSError as exc:
-        return _Result("invalid", reason=f"marker without result: {type(exc).__name__}")
-    if len(payload) != size:
-        return _Result("invalid", reason=f"result is {len(payload)} bytes, its marker says {size}")
-    if hashlib.sha256(payload).hexdigest() != sha256:
-        return _Result("invalid", reason="result sha256 does not match its marker")
-    try:
-        data = json.loads(payload)
-        Transcript.from_dict(data["transcript"])
-    except (ValueError, TypeError, KeyError) as exc:
-        return _Result("invalid", reason=f"result matches its marker but is not a transcript: {exc!r}"[:200])
-    return _Result("valid", data=data)
-
-
-# --- the worker's stderr ----------------------------------------------------------------------------------
-
-_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<func>\S+)')
-_THREAD = re.compile(r"^(Current thread|Thread) 0x[0-9a-fA-F]+ \(most recent call first\):")
-
-
-def _innermost_frame(lines: Sequence[str]) -> str | None:
-    """From a faulthandler dump: the innermost frame of the thread it ran on, else of the main thread.
-
-    Threads are listed newest first, so the main thread is the last one when the signal landed on a native
-    thread that Python doesn't know (faulthandler then marks none as current).
-    """
-    headers = [k for k, line in enumerate(lines) if _THREAD.match(line)]
-    current = [k for k in headers if lines[k].startswith("Current")]
-    start = current[0] if current else headers[-1] if headers else -1
-    for line in lines[start + 1 :]:
-        if m := _FRAME.match(line):
-            return f"{Path(m['file']).name}:{m['line']} in {m['func']}"
-    return None
-
-
-def fatal_error(tail: str) -> str | None:
-    """faulthandler's report of a fatal signal, with where it happened, as one line."""
-    lines = tail.splitlines()
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith("Fatal Python error:"):
-            where = _innermost_frame(lines[i + 1 :])
-            return lines[i].strip() + (f" at {where}" if where else "")
-    return None
-
-
-def hang_site(tail: str) -> str | None:
-    """Where the worker was when faulthandler dumped its stacks on our SIGTERM."""
-    return _innermost_frame(tail.splitlines())
-
-
-def last_line(tail: str) -> str | None:
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return lines[-1] if lines else None
 
 
 # --- the worker process -----------------------------------------------------------------------------------
-
-
-def default_worker_argv() -> list[str]:
-    return [sys.executable, "-m", "pipeline.asr.worker"]
-
-
-def _worker_env(tmpdir: Path | None = None) -> dict[str, str]:
-    env = dict(os.environ, **_WORKER_ENV)
-    if tmpdir is not None:
-        # A job leaves nothing outside its folder: torch leaves a module-level temporary folder (the worker ends
-        # without teardown), whisperx's VAD creates torch's cache folder, pyannote's matplotlib its font cache.
-        env["TMPDIR"] = str(tmpdir)
-        env.setdefault("TORCH_HOME", str(tmpdir / "torch"))
-        env.setdefault("MPLCONFIGDIR", str(tmpdir / "matplotlib"))
-    # The worker must import the same `pipeline` as we did, whatever the current directory.
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
-class _Process:
-    """The worker's process group, stopped and reaped so that nothing outlives the attempt."""
-
-    # Without reaping the leader, its pid (the group id) cannot be reused while we sweep the group. macOS has
-    # no os.waitid before Python 3.13: there we reap first, and the sweep follows within milliseconds.
-    _PEEK = hasattr(os, "waitid")
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self._status: tuple[int, Any] | None = None  # (wait status, rusage) once reaped
-
-    def exited(self) -> bool:
-        if self._status is not None:
-            return True
-        if self._PEEK:
-            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
-        if pid:
-            self._status = (status, usage)
-        return bool(pid)
-
-    def _signal_group(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signum)
-
-    def kill(self) -> None:
-        self._signal_group(signal.SIGKILL)
-
-    def stop(self) -> None:
-        """SIGTERM the group (faulthandler dumps where it hung), then SIGKILL whatever is left."""
-        try:
-            if not self.exited():
-                self._signal_group(signal.SIGTERM)
-                deadline = time.monotonic() + _TERM_GRACE
-                while not self.exited() and time.monotonic() < deadline:
-                    time.sleep(0.05)
-        finally:  # even on a second Ctrl-C
-            self._signal_group(signal.SIGKILL)  # also anything the worker started that outlived it
-
-    def reap(self) -> tuple[int, float]:
-        """Exit code as subprocess reports it, and the peak RSS the kernel kept even if the worker crashed."""
-        if self._status is None:
-            _, status, usage = os.wait4(self.proc.pid, 0)
-            self._status = (status, usage)
-        status, usage = self._status
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        return self.proc.returncode, peak_rss_mb(usage.ru_maxrss)
-
-
-def _pump(stream: IO[bytes], events: queue.Queue[tuple[float, str] | None]) -> None:
-    # Stamped on arrival: a warm worker's events wait in the queue until the stage starts watching.
-    for raw in stream:
-        events.put((time.monotonic(), raw.decode("utf-8", errors="replace")))
-    events.put(None)
-
-
-class _Stderr:
-    """The worker's stderr, copied into the job log as it comes, and its last bytes kept for the one-line reason:
-    the job log also gets the pipeline's own lines meanwhile, so the reason can't be read back from it."""
-
-    def __init__(self, stream: IO[bytes], log_path: Path) -> None:
-        self._tail = bytearray()
-        self._thread = threading.Thread(target=self._copy, args=(stream, log_path), daemon=True)
-        self._thread.start()
-
-    def _copy(self, stream: IO[bytes], log_path: Path) -> None:
-        with stream, open(log_path, "ab") as log:
-            while chunk := os.read(stream.fileno(), 65536):
-                log.write(chunk)
-                log.flush()
-                self._tail += chunk
-                del self._tail[:-_TAIL_BYTES]
-
-    def text(self) -> str:
-        """All of the tail, once the worker's group is gone (its pipe then closes)."""
-        self._thread.join(timeout=2)
-        return bytes(self._tail).decode("utf-8", errors="replace")
 
 
 @dataclass
@@ -390,33 +93,6 @@ class _Watch:
         return True
 
 
-def _describe(
-    outcome: str,
-    code: int,
-    sig: str | None,
-    timed_out: bool,
-    timeout: float | None,
-    watch: _Watch,
-    tail: str,
-    result: _Result,
-) -> str | None:
-    """One line for the manifest and StageFailed: what happened, where, and the worker's own words."""
-    if outcome == "ok":
-        return None
-    if outcome == "corrupt":
-        return f"{result.reason}" + (f"; {sig} during {watch.stage}" if sig else "")
-    if timed_out:
-        site = hang_site(tail)
-        return f"no progress for {timeout:g} s during {watch.stage}" + (f"; hung at {site}" if site else "")
-    if sig:
-        fatal = fatal_error(tail)
-        return f"{sig} during {watch.stage}" + (f"; {fatal}" if fatal else "")
-    if outcome == "salvaged":
-        return f"exited {code} after writing its result: {last_line(tail) or 'no stderr'}"
-    reason = result.reason or last_line(tail) or "no stderr"
-    return f"exited 0 without a result: {reason}" if code == 0 else f"exited {code}: {reason}"
-
-
 def _log(log_path: Path, line: str) -> None:
     with open(log_path, "ab") as log:
         log.write(f"{line}\n".encode())
@@ -433,10 +109,10 @@ class _Launch:
     log_path: Path
     started: float
     waiting: bool  # started ahead of its audio: it holds after loading until `go`
-    process: _Process | None = None
+    process: Process | None = None
     events: queue.Queue[tuple[float, str] | None] = field(default_factory=queue.Queue)
     reader: threading.Thread | None = None  # pumps stdout into `events`
-    stderr: _Stderr | None = None
+    stderr: Stderr | None = None
     error: str | None = None  # why it could not start
 
     def go(self) -> float:
@@ -492,7 +168,7 @@ def _launch(
             stdin=subprocess.PIPE,  # its lifeline: held open until it is reaped (`go` for a waiting one)
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_worker_env(launch.tmpdir),
+            env=worker_env(launch.tmpdir),
             start_new_session=True,  # its own process group: we stop all of it
         )
     except OSError as exc:
@@ -500,10 +176,10 @@ def _launch(
         shutil.rmtree(launch.tmpdir, ignore_errors=True)
         return launch
     assert proc.stdout is not None and proc.stderr is not None
-    launch.process = _Process(proc)
-    launch.reader = threading.Thread(target=_pump, args=(proc.stdout, launch.events), daemon=True)
+    launch.process = Process(proc)
+    launch.reader = threading.Thread(target=pump, args=(proc.stdout, launch.events), daemon=True)
     launch.reader.start()
-    launch.stderr = _Stderr(proc.stderr, log_path)
+    launch.stderr = Stderr(proc.stderr, log_path)
     return launch
 
 
@@ -569,7 +245,7 @@ def _finish(
         outcome = "corrupt"
     else:
         outcome = "timeout" if timed_out else "crashed" if sig else "failed"
-    error = _describe(outcome, code, sig, timed_out, timeout, watch, tail, result)
+    error = describe(outcome, code, sig, timed_out, timeout, watch.stage, tail, result)
     reported = (result.data or {}).get("worker", {})
     done = replace(
         attempt(

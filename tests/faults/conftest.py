@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from pipeline.asr import AsrRequest
-from pipeline.asr.isolation import AsrOutcome, run_isolated
+from pipeline.asr.attempts import AsrOutcome
+from pipeline.asr.isolation import run_isolated
 
 from .harness import JFK, TIMEOUT
 

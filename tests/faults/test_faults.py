@@ -19,7 +19,8 @@ import pytest
 
 from pipeline import audio
 from pipeline.asr import AsrRequest
-from pipeline.asr.isolation import AsrFailed, AsrOutcome, run_isolated
+from pipeline.asr.attempts import AsrFailed, AsrOutcome
+from pipeline.asr.isolation import run_isolated
 from pipeline.errors import StageFailed
 
 from .harness import JFK, ROOT, TIMEOUT, alive, faulty_argv, group_members

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.asr import AsrRequest
-from pipeline.asr.isolation import AsrFailed, AsrOutcome, run_isolated
+from pipeline.asr.attempts import AsrFailed, AsrOutcome
+from pipeline.asr.isolation import run_isolated
 
 from .harness import JFK, TIMEOUT, alive, faulty_argv, group_members
 

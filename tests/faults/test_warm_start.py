@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.asr import AsrRequest
-from pipeline.asr.isolation import AsrOutcome, WarmStart, run_isolated
+from pipeline.asr.attempts import AsrOutcome
+from pipeline.asr.isolation import WarmStart, run_isolated
 
 from .harness import JFK, TIMEOUT, alive, faulty_argv, group_members
 

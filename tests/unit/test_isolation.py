@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from pipeline import atomic
 from pipeline.asr import AsrRequest, Segment, Transcript, Word, isolation, worker
-from pipeline.asr.isolation import AsrOutcome, Attempt, fatal_error, hang_site, last_line, read_result, tally
+from pipeline.asr.attempts import AsrFailed, AsrOutcome, Attempt, tally
+from pipeline.asr.forensics import Result, fatal_error, hang_site, last_line, read_result
+from pipeline.asr.process import worker_env
 
 PIPELINE = Path(isolation.__file__).resolve().parents[1]
 TRANSCRIPT = Transcript(
@@ -59,7 +61,7 @@ def test_a_pinned_result_is_valid(tmp_path: Path) -> None:
 
 
 def test_nothing_written_is_missing(tmp_path: Path) -> None:
-    assert read_result(tmp_path / "result.json", REQUEST) == isolation._Result("missing")
+    assert read_result(tmp_path / "result.json", REQUEST) == Result("missing")
 
 
 def test_a_result_without_its_marker_is_never_valid(tmp_path: Path) -> None:
@@ -210,7 +212,7 @@ def test_tally_counts_per_backend_across_jobs() -> None:
 def test_worker_env_is_offline_and_imports_this_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    env = isolation._worker_env()
+    env = worker_env()
     assert env["HF_HUB_OFFLINE"] == "1" and env["PYANNOTE_METRICS_ENABLED"] == "false"
     assert env["PYTHONPATH"].split(":") == [str(PIPELINE.parent), "/elsewhere"]
 
@@ -218,7 +220,7 @@ def test_worker_env_is_offline_and_imports_this_pipeline(monkeypatch: pytest.Mon
 def test_worker_env_keeps_temporaries_and_caches_in_the_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TMPDIR", "/tmp")
     monkeypatch.delenv("TORCH_HOME", raising=False)
-    env = isolation._worker_env(Path("/job/work/transcribe/attempt-1/tmp"))
+    env = worker_env(Path("/job/work/transcribe/attempt-1/tmp"))
     assert env["TMPDIR"] == "/job/work/transcribe/attempt-1/tmp" and env["ORT_DISABLE_TELEMETRY"] == "1"
     assert env["TORCH_HOME"].startswith(env["TMPDIR"]) and env["MPLCONFIGDIR"].startswith(env["TMPDIR"])
 
@@ -247,7 +249,7 @@ def test_production_code_has_no_fault_switch() -> None:
 
 def test_a_failed_chain_gives_the_manifest_the_same_shape() -> None:
     attempts = [attempt("mlx", "crashed", "SIGSEGV"), attempt("whisperx", "failed")]
-    failed = isolation.AsrFailed("ASR failed", attempts).to_dict()
+    failed = AsrFailed("ASR failed", attempts).to_dict()
     assert failed.keys() == AsrOutcome(TRANSCRIPT, (attempt(),)).to_dict().keys()
     assert (failed["backend"], failed["crashes"], failed["fallbacks"]) == (None, 1, 1)
 
@@ -298,7 +300,7 @@ def test_a_result_that_is_not_this_runs_is_swept_and_a_worker_runs(tmp_path: Pat
         os.utime(result, ns=(audio.stat().st_mtime_ns - 10**9,) * 2)
     if case == "unpinned":
         worker.marker_path(result).unlink()
-    with pytest.raises(isolation.AsrFailed) as failed:
+    with pytest.raises(AsrFailed) as failed:
         isolation.run_isolated([request], tmp_path / "work", worker_argv=NO_WORKER, reuse=case != "forced")
     assert failed.value.attempts[0].outcome == "failed" and "a worker was started" in failed.value.attempts[0].error
     assert not result.exists()
