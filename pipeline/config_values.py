@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+N = TypeVar("N", int, float)
 
 WORKFLOWS = ("transcribe", "translate", "subtitle")
 BACKENDS = ("auto", "whisperx", "faster-whisper", "mlx")
@@ -38,30 +40,27 @@ def _choice(allowed: Iterable[str]) -> Callable[[str], str]:
     return parse
 
 
-def _int_range(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+def _range(cast: Callable[[str], N], low: N, high: N, noun: str) -> Callable[[str], N]:
+    allowed = f"allowed: {noun} from {low:g} to {high:g}"
+
+    def parse(raw: str) -> N:
         try:
-            value = int(raw.strip())
+            value = cast(raw.strip())
         except ValueError:
-            raise ValueError(f"allowed: a whole number from {low} to {high}") from None
+            raise ValueError(allowed) from None
         if not low <= value <= high:
-            raise ValueError(f"allowed: a whole number from {low} to {high}")
+            raise ValueError(allowed)
         return value
 
     return parse
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    return _range(int, low, high, "a whole number")
 
 
 def _float_range(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"allowed: a number from {low:g} to {high:g}") from None
-        if not low <= value <= high:
-            raise ValueError(f"allowed: a number from {low:g} to {high:g}")
-        return value
-
-    return parse
+    return _range(float, low, high, "a number")
 
 
 def _or_auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
