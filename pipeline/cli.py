@@ -146,6 +146,46 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pipeline batch (issue 15): many files, one ordinary job each, on Ray (pipeline.batch) ---------------------
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from pipeline.batch import run_batch, table
+    from pipeline.jobs import default_out_root
+
+    result = run_batch(
+        args.media,
+        args.workflow,
+        _overrides(args),
+        args.out or default_out_root(),
+        address=args.address,
+        workers=args.workers,
+        retries=args.retries,
+    )
+    if args.json:
+        print(json.dumps([row.to_dict() for row in result.rows], indent=2, ensure_ascii=False))
+    else:
+        print(table(result.rows))
+    if result.interrupted:
+        _complain("pipeline: interrupted; finished jobs are kept (run the same batch again to resume)")
+    elif result.failed:
+        _complain(f"pipeline: error: {len(result.failed)} of {len(result.rows)} file(s) failed (see the table)")
+    return result.exit_code
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    batch = sub.add_parser("batch", help="many media files, one job each, on Ray (a local instance or a cluster)")
+    batch.add_argument("media", nargs="+", help="media files, folders of media, or @LIST (one path a line)")
+    batch.add_argument("--workflow", "-w", required=True, choices=("transcribe", "translate", "subtitle"))
+    batch.add_argument("--address", help="Ray cluster to join: auto or HOST:PORT (default: a local instance)")
+    batch.add_argument("--workers", type=int, help="device actors (default: one per GPU, else one per CPU)")
+    batch.add_argument("--retries", type=int, default=2, help="runs more of a file whose worker died (default 2)")
+    batch.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _job_options(batch)
+    batch.set_defaults(handler=_cmd_batch)
+
+
+# --- end of pipeline batch ------------------------------------------------------------------------------------
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the pipeline's one-line errors (its own are a usage block and a second line)."""
 
@@ -217,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     _out_option(show)
     cfg.set_defaults(handler=_cmd_config)
 
+    _add_batch(sub)  # pipeline batch (issue 15)
     try:
         from pipeline.matrix.cli import register
     except ImportError:  # the matrix tools are part of the repository checkout

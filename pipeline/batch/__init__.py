@@ -1,0 +1,265 @@
+"""`pipeline batch`: many media files, one ordinary job each, run on Ray (a local instance, or a cluster).
+
+The batch keeps no state of its own: each file maps to the job folder holding it (`inputs.map_jobs`: found again
+by media file and workflow options, else prepared), so a re-run skips finished jobs and resumes the others at
+their first unfinished stage. One long-lived actor per device (`cluster.JobRunner`) runs a job at a time through
+`workflow.run`; the driver keeps every actor fed. What can go wrong, and what the batch does:
+
+| event                                   | what happens                                                      |
+|-----------------------------------------|-------------------------------------------------------------------|
+| a bad file (not media, no audio, ...)   | its one-line error in the table; the others go on; exit 1         |
+| a stage fails (ASR chain exhausted ...) | the job stays resumable at that stage; reported; exit 1           |
+| a Ray worker (actor) process dies       | a new actor takes its place, the file is retried (`retries`)      |
+| the job is run elsewhere (its lock)     | waited for, never run twice; its result is reported               |
+| Ctrl-C                                  | running jobs are stopped as a single run's Ctrl-C stops them      |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.batch.inputs import Item, expand, map_jobs
+from pipeline.batch.report import Display, Row, read_job, table
+from pipeline.errors import PipelineError
+
+__all__ = ["BatchResult", "Row", "run_batch", "table"]
+
+BUSY_WAIT_S = 2.0  # how often a job held by another run is looked at again
+STOP_WAIT_S = 60.0  # after Ctrl-C: time for the running jobs to record `interrupted`
+
+
+@dataclass
+class BatchResult:
+    rows: list[Row]
+    interrupted: bool = False
+    nodes: set[str] = field(default_factory=set)  # Ray node ids that ran a job
+
+    @property
+    def failed(self) -> list[Row]:
+        return [r for r in self.rows if r.state != "done"]
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else 1 if self.failed else 0
+
+
+def default_workers(ray: Any, options: Mapping[str, Any]) -> int:
+    """One actor per device: per GPU for a GPU profile, else per CPU of the cluster (the local instance's CPUs)."""
+    total = ray.cluster_resources()
+    if options.get("num_gpus"):
+        return max(1, int(total.get("GPU", 0) // options["num_gpus"]))
+    return max(1, int(total.get("CPU", 1) // max(options.get("num_cpus", 1), 1)))
+
+
+def _profile(overrides: Mapping[str, str]) -> Any:
+    from pipeline import config, hardware
+    from pipeline.profiles import load_matrix
+
+    return hardware.resolve_profile(config.load(cli=overrides), load_matrix(), hardware.detect())
+
+
+def run_batch(
+    media: Sequence[str],
+    workflow: str,
+    overrides: Mapping[str, str],
+    out_root: Path,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    retries: int = 2,
+    display: Display | None = None,
+) -> BatchResult:
+    """Map every file to its job, run the unfinished ones on Ray, and return one row per file."""
+    from pipeline.batch.cluster import actor_options
+
+    out_root = Path(os.path.abspath(out_root))
+    paths = expand(media, out_root)
+    if not paths:
+        raise PipelineError(f"no media files in {' '.join(media)}; allowed: media files, folders holding them, @LIST")
+    options = actor_options(_profile({"WORKFLOW": workflow, **overrides}))
+    items = map_jobs(paths, workflow, overrides, out_root)
+    rows = [Row(str(i.media), workflow) for i in items]
+    todo: list[int] = []
+    for index, (item, row) in enumerate(zip(items, rows, strict=True)):
+        if item.error or item.folder is None:
+            row.state, row.error = "failed", item.error or "no job"
+        elif read_job(row, item.folder) and not row.error:
+            row.state, row.earlier = "done", item.found
+        else:
+            row.error = ""  # an earlier run's failure: this batch resumes it
+            todo.append(index)
+    display = display or Display(rows)
+    result = BatchResult(rows)
+    try:
+        if todo:
+            _run_on_ray(items, rows, todo, out_root, address, workers, retries, options, display, result)
+    finally:
+        display.close()
+    return result
+
+
+@dataclass
+class _Actor:
+    handle: Any
+    ready: Any  # the `where` call: resolved once the actor runs
+    info: dict[str, Any] = field(default_factory=dict)
+    job: int | None = None  # the row it runs
+    call: Any = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.info.get('host', '?')}:{self.info.get('pid', '?')}"
+
+
+def _run_on_ray(
+    items: list[Item],
+    rows: list[Row],
+    todo: list[int],
+    out_root: Path,
+    address: str | None,
+    workers: int | None,
+    retries: int,
+    options: dict[str, Any],
+    display: Display,
+    result: BatchResult,
+) -> None:
+    from pipeline.batch.cluster import JobRunner, connect
+
+    ray = connect(address)
+    try:
+        runner = ray.remote(max_restarts=0, max_concurrency=1)(JobRunner)
+        count = min(workers or default_workers(ray, options), len(todo))
+        pool = [_start(runner, options) for _ in range(count)]
+        queue: list[tuple[float, int]] = [(0.0, i) for i in todo]  # (not before, row)
+        try:
+            _drive(ray, runner, options, pool, queue, items, rows, out_root, retries, display, result)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            _stop(ray, pool, rows, display)
+    finally:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+
+
+def _start(runner: Any, options: dict[str, Any]) -> _Actor:
+    handle = runner.options(**options).remote()
+    return _Actor(handle, handle.where.remote())
+
+
+def _drive(
+    ray: Any,
+    runner: Any,
+    options: dict[str, Any],
+    pool: list[_Actor],
+    queue: list[tuple[float, int]],
+    items: list[Item],
+    rows: list[Row],
+    out_root: Path,
+    retries: int,
+    display: Display,
+    result: BatchResult,
+) -> None:
+    while queue or any(a.job is not None for a in pool):
+        for actor in [a for a in pool if not a.info]:  # newly started actors, once running
+            done, _ = ray.wait([actor.ready], timeout=0)
+            if done:
+                try:
+                    actor.info = ray.get(actor.ready)
+                except ray.exceptions.RayError:  # it died starting: another takes its place
+                    pool[pool.index(actor)] = _start(runner, options)
+        now = time.monotonic()
+        for actor in (a for a in pool if a.info and a.job is None):
+            ready = next((q for q in queue if q[0] <= now), None)
+            if ready is None:
+                break
+            queue.remove(ready)
+            index = ready[1]
+            row = rows[index]
+            actor.job, row.state = index, "running"
+            row.attempts += 1
+            row.worker = actor.label
+            actor.call = actor.handle.run.remote(str(items[index].folder), str(out_root))
+            display.workers[actor.label] = row.file
+            display.event(row, "started")
+        calls = [a.call for a in pool if a.call is not None]
+        done, _ = ray.wait(calls, num_returns=1, timeout=0.5) if calls else ([], [])
+        for actor in [a for a in pool if a.call is not None and a.call in done]:
+            job, call = actor.job, actor.call
+            assert job is not None
+            actor.job = actor.call = None
+            row = rows[job]
+            display.workers.pop(actor.label, None)
+            try:
+                outcome = ray.get(call)
+            except ray.exceptions.RayError as exc:  # the actor's process died (killed, node lost)
+                pool[pool.index(actor)] = _start(runner, options)
+                if row.attempts <= retries:
+                    row.state = "pending"
+                    queue.append((0.0, job))
+                    display.event(row, f"worker {actor.label} died; retrying")
+                    continue
+                outcome = {"state": "failed", "error": f"its worker died {row.attempts} times ({type(exc).__name__})"}
+            if outcome["state"] == "busy":  # another run holds the job: look again later, never run it twice
+                row.state, row.attempts = "pending", row.attempts - 1
+                queue.append((time.monotonic() + BUSY_WAIT_S, job))
+                continue
+            result.nodes.add(actor.info.get("node", ""))
+            _finish(row, items[job], outcome)
+            display.event(row, row.state)
+        display.refresh()
+
+
+def _finish(row: Row, item: Item, outcome: dict[str, Any]) -> None:
+    complete = item.folder is not None and read_job(row, item.folder)
+    if outcome["state"] == "done" and complete:
+        row.state, row.error = "done", ""
+    else:
+        row.state = "interrupted" if outcome["state"] == "interrupted" else "failed"
+        row.error = outcome.get("error") or row.error or "the job did not finish"
+
+
+def _stop(ray: Any, pool: list[_Actor], rows: list[Row], display: Display) -> None:
+    """Ctrl-C: SIGTERM each busy actor's process, which the job's run takes as a single run takes Ctrl-C (the
+    stage is recorded `interrupted`, the ASR worker stopped); wait for them to say so."""
+    busy = [a for a in pool if a.call is not None]
+    for actor in busy:
+        _signal(ray, actor.info)
+    deadline = time.monotonic() + STOP_WAIT_S
+    for actor in busy:
+        assert actor.job is not None
+        row = rows[actor.job]
+        try:
+            outcome = ray.get(actor.call, timeout=max(1.0, deadline - time.monotonic()))
+        except (ray.exceptions.RayError, KeyboardInterrupt):
+            outcome = {"state": "interrupted", "error": "stopped"}
+        row.state = "interrupted" if outcome["state"] != "done" else "done"
+        row.error = "" if row.state == "done" else "interrupted; the job resumes on the next run"
+    for row in rows:
+        if row.state in ("pending", "running"):
+            row.state, row.error = "interrupted", "not started; the next run does it"
+    display.refresh()
+
+
+def _signal(ray: Any, info: dict[str, Any]) -> None:
+    import signal
+
+    if not info:
+        return
+    if info.get("node") == ray.get_runtime_context().get_node_id():
+        with contextlib.suppress(OSError):
+            os.kill(info["pid"], signal.SIGTERM)
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # On another node: a tiny task there sends the signal.
+    kill = ray.remote(num_cpus=0)(os.kill).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(info["node"], soft=False)
+    )
+    with contextlib.suppress(Exception):
+        ray.get(kill.remote(info["pid"], signal.SIGTERM), timeout=10)

@@ -1,0 +1,83 @@
+"""Ray: a local instance sized to the machine, or a cluster joined by address; and the long-lived actor per device
+that runs one ordinary job at a time (`workflow.run`, in the actor's main thread, where the job's own signal
+handling works). Ray is imported here only, and only when a batch starts."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.profiles import Profile
+
+PACKAGE = Path(__file__).resolve().parents[1]  # the `pipeline` package the driver imported
+
+
+def actor_options(profile: Profile) -> dict[str, Any]:
+    """Ray resources of one device actor: a cuda profile's actor holds a GPU (Ray then sets CUDA_VISIBLE_DEVICES
+    for it, and the ASR worker it starts inherits that); every actor holds a CPU for the job's cheap stages."""
+    return {"num_cpus": 1, "num_gpus": 1 if profile.device == "cuda" else 0}
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> Any:
+    """Start a local Ray instance (no address) or join a cluster (`auto`, HOST:PORT); returns the ray module."""
+    try:
+        import ray
+    except ImportError:
+        raise PipelineError(
+            "pipeline batch needs Ray; allowed: install it (pip install 'pipeline[batch]' or pip install ray)"
+        ) from None
+    common: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+    if address is None:
+        # The local raylet and its workers inherit the driver's environment: they import this same `pipeline`.
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE.parent), os.environ.get("PYTHONPATH")) if p)
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from an offline tool
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+        return ray
+    try:
+        # The driver's code on every node (Ray uploads the package once); the nodes' own installs stay untouched.
+        ray.init(address=address, runtime_env={"py_modules": [str(PACKAGE)]}, **common)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise PipelineError(
+            f"cannot join the Ray cluster at {address}: {' '.join(str(exc).split())[:200]}; "
+            "allowed: auto or HOST:PORT of a running Ray head (`ray start --head`)"
+        ) from None
+    return ray
+
+
+class JobRunner:
+    """One device's worker: runs jobs one after another, each through the library API with the same folders and
+    outputs as a single run. Its ASR worker is the job's isolated subprocess (started warm during the job's
+    extract), so a backend crash costs that file's attempt, not this actor."""
+
+    def where(self) -> dict[str, Any]:
+        import ray
+
+        context = ray.get_runtime_context()
+        return {
+            "pid": os.getpid(),
+            "node": context.get_node_id(),
+            "host": socket.gethostname(),
+            "gpus": [str(g) for g in ray.get_gpu_ids()],
+        }
+
+    def run(self, folder: str, out_root: str) -> dict[str, Any]:
+        from pipeline import jobs, workflow
+        from pipeline.errors import Interrupted
+
+        start = time.monotonic()
+        state, error = "done", None
+        if jobs.runner_alive(Path(folder)):  # another batch or `pipeline run` has it: never run a job twice
+            return {"state": "busy", "error": None, "wall_s": 0.0}
+        try:
+            workflow.run(folder, {}, out_root=Path(out_root))
+        except Interrupted:
+            state = "interrupted"
+        except PipelineError as exc:
+            state, error = ("busy", None) if jobs.runner_alive(Path(folder)) else ("failed", str(exc))
+        except Exception as exc:  # reported in the batch's table; the actor goes on
+            state, error = "failed", f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        return {"state": state, "error": error, "wall_s": round(time.monotonic() - start, 3)}
