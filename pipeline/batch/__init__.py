@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -98,7 +99,9 @@ def run_batch(
     result = BatchResult(rows)
     try:
         if todo:
-            _run_on_ray(items, rows, todo, out_root, address, workers, retries, options, display, result)
+            # Ray's own notices (a worker died ...) go to stdout: it is kept for the table (and --json).
+            with contextlib.redirect_stdout(sys.stderr):
+                _on_ray(_Run(items, rows, out_root, retries, options, display, result), todo, address, workers)
     finally:
         display.close()
     return result
@@ -117,102 +120,99 @@ class _Actor:
         return f"{self.info.get('host', '?')}:{self.info.get('pid', '?')}"
 
 
-def _run_on_ray(
-    items: list[Item],
-    rows: list[Row],
-    todo: list[int],
-    out_root: Path,
-    address: str | None,
-    workers: int | None,
-    retries: int,
-    options: dict[str, Any],
-    display: Display,
-    result: BatchResult,
-) -> None:
+@dataclass
+class _Run:
+    items: list[Item]
+    rows: list[Row]
+    out_root: Path
+    retries: int
+    options: dict[str, Any]
+    display: Display
+    result: BatchResult
+    queue: list[tuple[float, int]] = field(default_factory=list)  # (not before, row)
+    pool: list[_Actor] = field(default_factory=list)
+    ray: Any = None
+    runner: Any = None
+
+
+def _on_ray(run: _Run, todo: list[int], address: str | None, workers: int | None) -> None:
     from pipeline.batch.cluster import JobRunner, connect
 
-    ray = connect(address)
+    run.ray = ray = connect(address)
     try:
-        runner = ray.remote(max_restarts=0, max_concurrency=1)(JobRunner)
-        count = min(workers or default_workers(ray, options), len(todo))
-        pool = [_start(runner, options) for _ in range(count)]
-        queue: list[tuple[float, int]] = [(0.0, i) for i in todo]  # (not before, row)
+        run.runner = ray.remote(max_restarts=0, max_concurrency=1)(JobRunner)
+        count = min(workers or default_workers(ray, run.options), len(todo))
+        run.pool = [_start(run) for _ in range(count)]
+        run.queue = [(0.0, i) for i in todo]
         try:
-            _drive(ray, runner, options, pool, queue, items, rows, out_root, retries, display, result)
+            while run.queue or any(a.job is not None for a in run.pool):
+                _step(run)
         except KeyboardInterrupt:
-            result.interrupted = True
-            _stop(ray, pool, rows, display)
+            run.result.interrupted = True
+            _stop(run)
     finally:
         with contextlib.suppress(Exception):
             ray.shutdown()
 
 
-def _start(runner: Any, options: dict[str, Any]) -> _Actor:
-    handle = runner.options(**options).remote()
+def _start(run: _Run) -> _Actor:
+    handle = run.runner.options(**run.options).remote(os.environ.get("OMP_NUM_THREADS"))
     return _Actor(handle, handle.where.remote())
 
 
-def _drive(
-    ray: Any,
-    runner: Any,
-    options: dict[str, Any],
-    pool: list[_Actor],
-    queue: list[tuple[float, int]],
-    items: list[Item],
-    rows: list[Row],
-    out_root: Path,
-    retries: int,
-    display: Display,
-    result: BatchResult,
-) -> None:
-    while queue or any(a.job is not None for a in pool):
-        for actor in [a for a in pool if not a.info]:  # newly started actors, once running
-            done, _ = ray.wait([actor.ready], timeout=0)
-            if done:
-                try:
-                    actor.info = ray.get(actor.ready)
-                except ray.exceptions.RayError:  # it died starting: another takes its place
-                    pool[pool.index(actor)] = _start(runner, options)
-        now = time.monotonic()
-        for actor in (a for a in pool if a.info and a.job is None):
-            ready = next((q for q in queue if q[0] <= now), None)
-            if ready is None:
-                break
-            queue.remove(ready)
-            index = ready[1]
-            row = rows[index]
-            actor.job, row.state = index, "running"
-            row.attempts += 1
-            row.worker = actor.label
-            actor.call = actor.handle.run.remote(str(items[index].folder), str(out_root))
-            display.workers[actor.label] = row.file
-            display.event(row, "started")
-        calls = [a.call for a in pool if a.call is not None]
-        done, _ = ray.wait(calls, num_returns=1, timeout=0.5) if calls else ([], [])
-        for actor in [a for a in pool if a.call is not None and a.call in done]:
-            job, call = actor.job, actor.call
-            assert job is not None
-            actor.job = actor.call = None
-            row = rows[job]
-            display.workers.pop(actor.label, None)
+def _step(run: _Run) -> None:
+    """Start what can start, then take what ended (waiting at most half a second for it)."""
+    ray, pool = run.ray, run.pool
+    for actor in [a for a in pool if not a.info]:  # newly started actors, once running
+        if ray.wait([actor.ready], timeout=0)[0]:
             try:
-                outcome = ray.get(call)
-            except ray.exceptions.RayError as exc:  # the actor's process died (killed, node lost)
-                pool[pool.index(actor)] = _start(runner, options)
-                if row.attempts <= retries:
-                    row.state = "pending"
-                    queue.append((0.0, job))
-                    display.event(row, f"worker {actor.label} died; retrying")
-                    continue
-                outcome = {"state": "failed", "error": f"its worker died {row.attempts} times ({type(exc).__name__})"}
-            if outcome["state"] == "busy":  # another run holds the job: look again later, never run it twice
-                row.state, row.attempts = "pending", row.attempts - 1
-                queue.append((time.monotonic() + BUSY_WAIT_S, job))
-                continue
-            result.nodes.add(actor.info.get("node", ""))
-            _finish(row, items[job], outcome)
-            display.event(row, row.state)
-        display.refresh()
+                actor.info = ray.get(actor.ready)
+            except ray.exceptions.RayError:  # it died starting: another takes its place
+                pool[pool.index(actor)] = _start(run)
+    now = time.monotonic()
+    for actor in (a for a in pool if a.info and a.job is None):
+        ready = next((q for q in run.queue if q[0] <= now), None)
+        if ready is None:
+            break
+        run.queue.remove(ready)
+        index = ready[1]
+        row = run.rows[index]
+        actor.job, row.state, row.worker = index, "running", actor.label
+        row.attempts += 1
+        actor.call = actor.handle.run.remote(str(run.items[index].folder), str(run.out_root))
+        run.display.workers[actor.label] = row.file
+        run.display.event(row, "started")
+    calls = [a.call for a in pool if a.call is not None]
+    done = ray.wait(calls, num_returns=1, timeout=0.5)[0] if calls else []
+    for actor in [a for a in pool if a.call is not None and a.call in done]:
+        _ended(run, actor)
+    run.display.refresh()
+
+
+def _ended(run: _Run, actor: _Actor) -> None:
+    ray = run.ray
+    job, call = actor.job, actor.call
+    assert job is not None
+    actor.job = actor.call = None
+    row = run.rows[job]
+    run.display.workers.pop(actor.label, None)
+    try:
+        outcome = ray.get(call)
+    except ray.exceptions.RayError as exc:  # the actor's process died (killed, its node lost)
+        run.pool[run.pool.index(actor)] = _start(run)  # Ray places the new one wherever there is room
+        if row.attempts <= run.retries:
+            row.state = "pending"
+            run.queue.append((0.0, job))
+            run.display.event(row, f"worker {actor.label} died; retrying")
+            return
+        outcome = {"state": "failed", "error": f"its worker died {row.attempts} times ({type(exc).__name__})"}
+    if outcome["state"] == "busy":  # another run holds the job: look again later, never run it twice
+        row.state, row.attempts = "pending", row.attempts - 1
+        run.queue.append((time.monotonic() + BUSY_WAIT_S, job))
+        return
+    run.result.nodes.add(actor.info.get("node", ""))
+    _finish(row, run.items[job], outcome)
+    run.display.event(row, row.state)
 
 
 def _finish(row: Row, item: Item, outcome: dict[str, Any]) -> None:
@@ -224,10 +224,11 @@ def _finish(row: Row, item: Item, outcome: dict[str, Any]) -> None:
         row.error = outcome.get("error") or row.error or "the job did not finish"
 
 
-def _stop(ray: Any, pool: list[_Actor], rows: list[Row], display: Display) -> None:
+def _stop(run: _Run) -> None:
     """Ctrl-C: SIGTERM each busy actor's process, which the job's run takes as a single run takes Ctrl-C (the
     stage is recorded `interrupted`, the ASR worker stopped); wait for them to say so."""
-    busy = [a for a in pool if a.call is not None]
+    ray, rows = run.ray, run.rows
+    busy = [a for a in run.pool if a.call is not None]
     for actor in busy:
         _signal(ray, actor.info)
     deadline = time.monotonic() + STOP_WAIT_S
@@ -238,12 +239,13 @@ def _stop(ray: Any, pool: list[_Actor], rows: list[Row], display: Display) -> No
             outcome = ray.get(actor.call, timeout=max(1.0, deadline - time.monotonic()))
         except (ray.exceptions.RayError, KeyboardInterrupt):
             outcome = {"state": "interrupted", "error": "stopped"}
-        row.state = "interrupted" if outcome["state"] != "done" else "done"
-        row.error = "" if row.state == "done" else "interrupted; the job resumes on the next run"
+        _finish(row, run.items[actor.job], outcome)
+        if row.state != "done":
+            row.state, row.error = "interrupted", "interrupted; the job resumes on the next run"
     for row in rows:
         if row.state in ("pending", "running"):
             row.state, row.error = "interrupted", "not started; the next run does it"
-    display.refresh()
+    run.display.refresh()
 
 
 def _signal(ray: Any, info: dict[str, Any]) -> None:

@@ -53,6 +53,15 @@ class JobRunner:
     outputs as a single run. Its ASR worker is the job's isolated subprocess (started warm during the job's
     extract), so a backend crash costs that file's attempt, not this actor."""
 
+    def __init__(self, threads: str | None = None) -> None:
+        # Ray sets OMP_NUM_THREADS to an actor's CPUs; the job's ASR worker would inherit it, and CTranslate2
+        # decodes differently with another thread count (a comma here and there): run it as the driver's
+        # environment would, so a batch gives the outputs single runs give.
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads
+
     def where(self) -> dict[str, Any]:
         import ray
 

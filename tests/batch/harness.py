@@ -1,0 +1,137 @@
+"""`pipeline batch` on a real Ray: tiny.en on short real clips, the CLI in a subprocess, as a user runs it.
+
+Every test leaves no Ray process behind: the batch's local instance ends with its driver, and the cluster test
+stops the nodes it started, by pid (the processes whose command line names its own temporary folders)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+FIXTURES = ROOT / "tests" / "fixtures"
+TIMEOUT = 600  # generous: the suite runs under load
+
+
+def env() -> dict[str, str]:
+    return dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        HF_HUB_OFFLINE="1",
+        PYANNOTE_METRICS_ENABLED="false",
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+
+
+def pipeline(*args: str, check: int | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], env=env(), capture_output=True, text=True, timeout=TIMEOUT
+    )
+    if check is not None:
+        assert result.returncode == check, result.stdout + result.stderr
+    return result
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    """The CLI in its own session (as a terminal's job is): a signal to it reaches its group only."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> Path:
+    """Four short real clips (LibriVox, JFK) in a folder, with a poster that a folder's walk must skip."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for name in ("sense_and_sensibility_01_austen_64kb-0870.wav", "sense_and_sensibility_01_austen_64kb-0890.wav"):
+        shutil.copy(LIBRIVOX / name, folder / name)
+    shutil.copy(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0920.wav", folder / "austen-0920.wav")
+    shutil.copy(FIXTURES / "jfk.wav", folder / "jfk.wav")
+    (folder / "poster.jpg").write_bytes(b"\xff\xd8 not a media file the batch should take")
+    return folder
+
+
+def rows(result: subprocess.CompletedProcess[str]) -> dict[str, dict]:
+    return {Path(r["file"]).name: r for r in json.loads(result.stdout)}
+
+
+def manifests(out: Path) -> dict[str, dict]:
+    """Each job's manifest under `out`, by the media file's name."""
+    found = {}
+    for path in out.glob("*/*/*/*/job-*/manifest.json"):
+        data = json.loads(path.read_text())
+        found[Path(data["media"]).name] = data | {"folder": str(path.parent)}
+    return found
+
+
+def wait_for(condition, timeout: float = TIMEOUT, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def actor_running_a_job(driver: int) -> psutil.Process | None:
+    """A device actor of the batch run by `driver` while it runs a job (Ray titles it `ray::JobRunner.run`)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or ())
+        if cmd.startswith("ray::JobRunner.run"):
+            try:
+                if any(p.pid == driver for p in proc.parents()):
+                    return proc
+            except psutil.NoSuchProcess:
+                continue
+    return None
+
+
+def ray_processes(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(proc.info["cmdline"] or ()):
+            found.append(proc)
+    return found
+
+
+RAY_NAMES = ("raylet", "gcs_server", "ray::", "default_worker.py", "dashboard", "runtime_env", "log_monitor")
+
+
+@pytest.fixture(autouse=True)
+def no_ray_left() -> Iterator[None]:
+    """Every Ray process a test started (its batch's local instance, its cluster's nodes) is gone at its end.
+    Any left over is killed, by pid, and fails the test."""
+    started = time.time() - 1
+    yield
+
+    def ours() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline", "create_time"]):
+            cmd = " ".join(proc.info["cmdline"] or ())
+            if proc.info["create_time"] >= started and any(n in cmd for n in RAY_NAMES):
+                found.append(proc)
+        return found
+
+    deadline = time.monotonic() + 30  # Ray's processes take a moment to follow their driver
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = ours()
+    for proc in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    assert not left, f"Ray processes outlived the test: {[' '.join(p.cmdline()[:2]) for p in left]}"

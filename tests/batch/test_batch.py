@@ -1,0 +1,142 @@
+"""`pipeline batch` on a local Ray instance: the same jobs as single runs, a bad file reported, a killed worker's
+file retried with nothing finished lost, Ctrl-C leaving every job resumable, and a re-run that skips what is done."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from .harness import (
+    LIBRIVOX,
+    TIMEOUT,
+    actor_running_a_job,
+    manifests,
+    pipeline,
+    rows,
+    start,
+    wait_for,
+)
+
+OPTIONS = ("-w", "transcribe", "-s", "en", "--model", "tiny.en")
+
+
+def _done(manifest: dict) -> bool:
+    return all(s["state"] in ("done", "skipped") for s in manifest["stages"].values())
+
+
+def test_a_batch_makes_the_jobs_single_runs_make_reports_a_bad_file_and_skips_them_when_run_again(
+    clips: Path, tmp_path: Path
+) -> None:
+    (clips / "broken.wav").write_bytes(os.urandom(4096))  # a media name, not media
+    truncated = clips / "truncated.wav"  # a real WAV header, the samples cut off
+    truncated.write_bytes((LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav").read_bytes()[:44])
+    notes = tmp_path / "notes.txt"  # named explicitly: taken, and reported
+    notes.write_text("not media\n")
+    out = tmp_path / "out"
+
+    first = pipeline("batch", str(clips), str(notes), *OPTIONS, "--out", str(out), "--json", check=1)
+    table = rows(first)
+    assert set(table) == {
+        "austen-0920.wav",
+        "jfk.wav",
+        "sense_and_sensibility_01_austen_64kb-0870.wav",
+        "sense_and_sensibility_01_austen_64kb-0890.wav",
+        "broken.wav",
+        "truncated.wav",
+        "notes.txt",
+    }, "a folder gives its media files (not its poster), an explicit file is taken whatever its name"
+    for bad in ("broken.wav", "truncated.wav", "notes.txt"):
+        assert table[bad]["state"] == "failed" and not table[bad]["job_id"], table[bad]
+        assert "\n" not in table[bad]["error"] and bad in table[bad]["error"], table[bad]["error"]
+    assert "not a media file" in table["broken.wav"]["error"]
+    good = [name for name, row in table.items() if row["state"] == "done"]
+    assert len(good) == 4
+    for name in good:
+        row = table[name]
+        assert row["backend"] == "faster-whisper" and row["rtf"] > 0 and row["peak_mb"] > 0, row
+    assert "4 file(s) failed" not in first.stderr and "3 of 7 file(s) failed" in first.stderr
+
+    # The same jobs as `pipeline transcribe` one by one: same files, same bytes.
+    batch_jobs = manifests(out)
+    assert set(batch_jobs) == set(good), "a bad file leaves no job folder"
+    single = tmp_path / "single"
+    for name in ("jfk.wav", "austen-0920.wav"):
+        pipeline("transcribe", str(clips / name), *OPTIONS[2:], "--out", str(single), check=0)
+    for name, data in manifests(single).items():
+        ours, theirs = Path(batch_jobs[name]["folder"]), Path(data["folder"])
+        listing = sorted(p.name for p in ours.iterdir() if p.is_file() and not p.name.startswith("."))
+        assert listing == sorted(p.name for p in theirs.iterdir() if p.is_file() and not p.name.startswith("."))
+        for output in (p for p in theirs.iterdir() if p.suffix in (".txt", ".srt", ".vtt")):
+            assert (ours / output.name).read_bytes() == output.read_bytes(), output.name
+
+    # Run again: nothing is run again, no job is added, the bad files are reported again.
+    before = {name: json.dumps(m["stages"], sort_keys=True) for name, m in batch_jobs.items()}
+    again = pipeline("batch", str(clips), str(notes), *OPTIONS, "--out", str(out), "--json", check=1)
+    table = rows(again)
+    assert all(table[name]["state"] == "done" and table[name]["earlier"] for name in good), table
+    assert all(table[bad]["state"] == "failed" for bad in ("broken.wav", "truncated.wav", "notes.txt"))
+    assert "started" not in again.stderr
+    after = manifests(out)
+    assert {name: json.dumps(m["stages"], sort_keys=True) for name, m in after.items()} == before
+
+
+def test_a_killed_worker_loses_no_finished_job_and_its_file_is_retried(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    batch = start("batch", str(clips), *OPTIONS, "--out", str(out), "--workers", "1", "--json")
+    try:
+        # One job finished, the actor busy with the next: kill -9 its process (a Ray worker dying mid-file).
+        one_done = lambda: any(_done(m) for m in manifests(out).values()) or batch.poll() is not None  # noqa: E731
+        wait_for(one_done, what="a finished job")
+        finished = {n: json.dumps(m["stages"], sort_keys=True) for n, m in manifests(out).items() if _done(m)}
+        victim = None
+
+        def busy() -> bool:
+            nonlocal victim
+            victim = actor_running_a_job(batch.pid)
+            return victim is not None or batch.poll() is not None
+
+        wait_for(busy, what="the actor running the next job")
+        assert victim is not None, "the batch ended before a worker could be killed"
+        victim.send_signal(signal.SIGKILL)
+        stdout, stderr = batch.communicate(timeout=TIMEOUT)
+    finally:
+        if batch.poll() is None:
+            os.killpg(batch.pid, signal.SIGINT)
+            batch.communicate(timeout=120)
+    assert batch.returncode == 0, stderr
+    table = {Path(r["file"]).name: r for r in json.loads(stdout)}
+    assert all(r["state"] == "done" for r in table.values()), table
+    assert max(r["attempts"] for r in table.values()) == 2, "the killed worker's file ran again"
+    assert "died; retrying" in stderr
+    now = {n: json.dumps(m["stages"], sort_keys=True) for n, m in manifests(out).items()}
+    for name, stages in finished.items():
+        assert now[name] == stages, f"{name} was finished before the kill and must be untouched"
+    assert all(_done(m) for m in manifests(out).values())
+
+
+def test_ctrl_c_stops_the_batch_and_the_next_run_resumes_it(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copy(clips / "jfk.wav", clips / "jfk-again.wav")  # five files: some are still to do at Ctrl-C
+    batch = start("batch", str(clips), *OPTIONS, "--out", str(out), "--workers", "1", "--json")
+    try:
+        wait_for(lambda: actor_running_a_job(batch.pid) is not None or batch.poll() is not None, what="a running job")
+        os.killpg(batch.pid, signal.SIGINT)  # the terminal's Ctrl-C: the foreground group
+        stdout, stderr = batch.communicate(timeout=TIMEOUT)
+    finally:
+        if batch.poll() is None:
+            batch.kill()
+            batch.communicate(timeout=60)
+    assert batch.returncode == 130, stderr
+    assert "interrupted" in stderr.splitlines()[-1] and "Traceback" not in stderr
+    table = {Path(r["file"]).name: r for r in json.loads(stdout)}
+    assert any(r["state"] == "interrupted" for r in table.values()), table
+    states = [s["state"] for m in manifests(out).values() for s in m["stages"].values()]
+    assert "running" not in states, "a stopped job records where it stopped"
+
+    again = pipeline("batch", str(clips), *OPTIONS, "--out", str(out), "--json", check=0)
+    table = rows(again)
+    assert len(table) == 5 and all(r["state"] == "done" for r in table.values()), table
+    assert len(manifests(out)) == 5, "the interrupted jobs were resumed, not prepared again"
