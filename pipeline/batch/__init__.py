@@ -169,15 +169,12 @@ def _step(run: _Run) -> None:
                 actor.info = ray.get(actor.ready)
             except ray.exceptions.RayError:  # it died starting: another takes its place
                 pool[pool.index(actor)] = _start(run)
-    now = time.monotonic()
-    for actor in (a for a in pool if a.info and a.job is None):
-        ready = next((q for q in run.queue if q[0] <= now), None)
-        if ready is None:
+    for actor in [a for a in pool if a.info and a.job is None]:
+        index = _next(run)
+        if index is None:
             break
-        run.queue.remove(ready)
-        index = ready[1]
         row = run.rows[index]
-        actor.job, row.state, row.worker = index, "running", actor.label
+        actor.job, row.state, row.worker, row.node = index, "running", actor.label, actor.info.get("node", "")
         row.attempts += 1
         actor.call = actor.handle.run.remote(str(run.items[index].folder), str(run.out_root))
         run.display.workers[actor.label] = row.file
@@ -187,6 +184,20 @@ def _step(run: _Run) -> None:
     for actor in [a for a in pool if a.call is not None and a.call in done]:
         _ended(run, actor)
     run.display.refresh()
+
+
+def _next(run: _Run) -> int | None:
+    """The next row due; a job that another run (a second batch) finished meanwhile is done, not run again."""
+    while ready := next((q for q in run.queue if q[0] <= time.monotonic()), None):
+        run.queue.remove(ready)
+        row, folder = run.rows[ready[1]], run.items[ready[1]].folder
+        if folder is not None and read_job(row, folder) and not row.error:
+            row.state, row.earlier = "done", True
+            run.display.event(row, "done elsewhere")
+            continue
+        row.error = ""
+        return ready[1]
+    return None
 
 
 def _ended(run: _Run, actor: _Actor) -> None:

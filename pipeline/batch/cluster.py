@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ class JobRunner:
 
         start = time.monotonic()
         state, error = "done", None
+        # In this worker's Ray log (on its node): which job ran where, beside the job's own stage lines.
+        print(f"pipeline: batch: job {Path(folder).name} on {socket.gethostname()} pid {os.getpid()}", file=sys.stderr)
         if jobs.runner_alive(Path(folder)):  # another batch or `pipeline run` has it: never run a job twice
             return {"state": "busy", "error": None, "wall_s": 0.0}
         try:

@@ -29,6 +29,7 @@ class Row:
     attempts: int = 0  # runs started on a worker in this batch (more than one: a worker died)
     earlier: bool = False  # finished before this batch started
     worker: str = ""  # host:pid of the actor that ran it last
+    node: str = ""  # its Ray node id
 
     @property
     def rtf(self) -> float | None:

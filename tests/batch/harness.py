@@ -27,6 +27,7 @@ TIMEOUT = 600  # generous: the suite runs under load
 def env() -> dict[str, str]:
     return dict(
         os.environ,
+        RAY_AUTH_MODE="disabled",  # the tests' Ray listens on this machine only; no token is made or read
         PYTHONPATH=str(ROOT),
         HF_HUB_OFFLINE="1",
         PYANNOTE_METRICS_ENABLED="false",

@@ -140,3 +140,25 @@ def test_ctrl_c_stops_the_batch_and_the_next_run_resumes_it(clips: Path, tmp_pat
     table = rows(again)
     assert len(table) == 5 and all(r["state"] == "done" for r in table.values()), table
     assert len(manifests(out)) == 5, "the interrupted jobs were resumed, not prepared again"
+
+
+def test_two_batches_over_one_folder_run_each_job_once(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    both = [start("batch", str(clips), *OPTIONS, "--out", str(out), "--workers", "1", "--json") for _ in range(2)]
+    try:
+        results = [batch.communicate(timeout=TIMEOUT) for batch in both]
+    finally:
+        for batch in both:
+            if batch.poll() is None:
+                os.killpg(batch.pid, signal.SIGINT)
+                batch.communicate(timeout=120)
+    for batch, (stdout, stderr) in zip(both, results, strict=True):
+        assert batch.returncode == 0, stderr
+        table = {Path(r["file"]).name: r for r in json.loads(stdout)}
+        assert len(table) == 4 and all(r["state"] == "done" for r in table.values()), table
+    jobs = manifests(out)
+    assert len(jobs) == 4, "both batches mapped each file to the same job"
+    for name, data in jobs.items():
+        log = (Path(data["folder"]) / "pipeline.log").read_text()
+        assert log.count("stage transcribe started") == 1, f"{name} was transcribed more than once"
+        assert len(data["stages"]["transcribe"]["attempts"]) == 1

@@ -1,0 +1,68 @@
+"""What a batch takes (files, folders, @lists), how a file finds its job again, and what an actor asks Ray for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.batch import _profile
+from pipeline.batch.cluster import actor_options
+from pipeline.batch.inputs import existing_jobs, expand, job_key
+from pipeline.errors import PipelineError
+from pipeline.profiles import load_matrix
+
+
+def test_folders_lists_and_files_expand_to_media_in_order_once(tmp_path: Path) -> None:
+    media = tmp_path / "films"
+    (media / "b").mkdir(parents=True)
+    (media / ".hidden").mkdir()
+    for name in ("a.mp4", "b/c.MKV", "b/notes.txt", ".hidden/x.wav", "poster.jpg", ".d.wav"):
+        (media / name).write_bytes(b"x")
+    out = media / "out"  # the output root inside the folder: its outputs are never taken as media
+    (out / "2026").mkdir(parents=True)
+    (out / "2026" / "film.subtitled.mp4").write_bytes(b"x")
+    listing = tmp_path / "lists" / "day.txt"
+    listing.parent.mkdir()
+    listing.write_text("# the day's recordings\n../films/a.mp4\n\n../other.txt\n")
+    found = expand([str(media), f"@{listing}", str(media / "a.mp4")], out)
+    assert found == [media / "a.mp4", media / "b" / "c.MKV", tmp_path / "other.txt"]
+
+
+def test_an_unreadable_list_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match=r"cannot read the media list .*missing.txt.*allowed: a UTF-8 file"):
+        expand([f"@{tmp_path / 'missing.txt'}"], tmp_path / "out")
+
+
+def test_a_file_finds_its_job_by_media_workflow_and_flags(tmp_path: Path) -> None:
+    def job(seq: int, flags: dict[str, str], states: list[str], created: str) -> Path:
+        folder = tmp_path / "2026" / "12" / "01" / "u" / f"job-20261201-u-{seq:04d}"
+        folder.mkdir(parents=True)
+        stages = {name: {"state": state} for name, state in zip(("probe", "extract"), states, strict=True)}
+        data = {"media": "/m/a.wav", "workflow": "transcribe", "flags": flags, "created": created}
+        data |= {"media_stat": {"size": 3, "mtime_ns": 7}, "stages": stages}
+        (folder / "manifest.json").write_text(json.dumps(data))
+        return folder
+
+    done = job(1, {"SOURCE_LANGUAGE": "en"}, ["done", "done"], "2026-12-01T10:00:00")
+    job(2, {"SOURCE_LANGUAGE": "en"}, ["done", "failed"], "2026-12-01T11:00:00")  # newer, unfinished
+    other = job(3, {"SOURCE_LANGUAGE": "es"}, ["done", "pending"], "2026-12-01T09:00:00")
+    found = existing_jobs(tmp_path)
+    stat = {"size": 3, "mtime_ns": 7}
+    assert found[job_key("/m/a.wav", "transcribe", {"SOURCE_LANGUAGE": "en"}, stat)] == done
+    assert found[job_key("/m/a.wav", "transcribe", {"SOURCE_LANGUAGE": "es"}, stat)] == other
+    changed = {"size": 4, "mtime_ns": 7}  # the media file changed since: a new job
+    assert job_key("/m/a.wav", "transcribe", {"SOURCE_LANGUAGE": "en"}, changed) not in found
+    assert job_key("/m/a.wav", "subtitle", {"SOURCE_LANGUAGE": "en"}, stat) not in found
+
+
+@pytest.mark.parametrize("profile", sorted(load_matrix().profiles))
+def test_an_actor_asks_ray_for_a_gpu_exactly_when_its_profile_runs_on_cuda(profile: str) -> None:
+    """Resolved from the matrix file on a machine without a GPU: the cuda profile's actors still ask for one
+    (Ray places them on GPU nodes of a cluster)."""
+    resolved = _profile({"WORKFLOW": "transcribe", "PIPELINE_PROFILE": profile})
+    assert resolved.name == profile
+    expected = 1 if load_matrix().profile(profile).device == "cuda" else 0
+    assert actor_options(resolved) == {"num_cpus": 1, "num_gpus": expected}
+    assert "cuda" in load_matrix().profiles and actor_options(load_matrix().profile("cuda"))["num_gpus"] == 1
