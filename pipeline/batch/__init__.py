@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,27 +86,91 @@ def run_batch(
     if not paths:
         raise PipelineError(f"no media files in {' '.join(media)}; allowed: media files, folders holding them, @LIST")
     options = actor_options(_profile({"WORKFLOW": workflow, **overrides}))
-    items = map_jobs(paths, workflow, overrides, out_root)
-    rows = [Row(str(i.media), workflow) for i in items]
-    todo: list[int] = []
-    for index, (item, row) in enumerate(zip(items, rows, strict=True)):
-        if item.error or item.folder is None:
-            row.state, row.error = "failed", item.error or "no job"
-        elif read_job(row, item.folder) and not row.error:
-            row.state, row.earlier = "done", item.found
-        else:
-            row.error = ""  # an earlier run's failure: this batch resumes it
-            todo.append(index)
-    display = display or Display(rows)
-    result = BatchResult(rows)
+    display = display or Display([])
+    ray = None
     try:
-        if todo:
-            # Ray's own notices (a worker died ...) go to stdout: it is kept for the table (and --json).
-            with contextlib.redirect_stdout(sys.stderr):
-                _on_ray(_Run(items, rows, out_root, retries, options, display, result), todo, address, workers)
+        with _stop_signals():
+            items, ray = _map_starting_ray(paths, workflow, overrides, out_root, address)
+            rows = display.rows = [Row(str(i.media), workflow) for i in items]
+            result = BatchResult(rows)
+            todo: list[int] = []
+            for index, (item, row) in enumerate(zip(items, rows, strict=True)):
+                if item.error or item.folder is None:
+                    row.state, row.error = "failed", item.error or "no job"
+                elif read_job(row, item.folder) and not row.error:
+                    row.state, row.earlier = "done", item.found
+                else:
+                    row.error = ""  # an earlier run's failure: this batch resumes it
+                    todo.append(index)
+            if todo:
+                ray = ray or _connect(address)
+                _on_ray(_Run(items, rows, out_root, retries, options, display, result, ray=ray), todo, workers)
     finally:
         display.close()
+        if ray is not None:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
     return result
+
+
+def _connect(address: str | None) -> Any:
+    from pipeline.batch.cluster import connect
+
+    # Ray's own notices (a worker died ...) go to stdout: it is kept for the table (and --json).
+    with contextlib.redirect_stdout(sys.stderr):
+        return connect(address)
+
+
+def _map_starting_ray(
+    paths: list[Path], workflow: str, overrides: Mapping[str, str], out_root: Path, address: str | None
+) -> tuple[list[Item], Any]:
+    """Map the files to their jobs in a thread; Ray starts (in this, the main thread) as soon as one job needs
+    running, while the others are still being prepared. Nothing to run (a re-run): Ray is never started."""
+    needed, settled = threading.Event(), threading.Event()
+    outcome: list[Any] = []
+
+    def work() -> None:
+        needed.set()
+        settled.set()
+
+    def mapper() -> None:
+        try:
+            outcome.append(map_jobs(paths, workflow, overrides, out_root, on_work=work))
+        except BaseException as exc:  # re-raised in the main thread
+            outcome.append(exc)
+        finally:
+            settled.set()
+
+    thread = threading.Thread(target=mapper, name="batch-map", daemon=True)
+    thread.start()
+    settled.wait()
+    ray = _connect(address) if needed.is_set() else None
+    try:
+        thread.join()
+    except BaseException:
+        if ray is not None:
+            ray.shutdown()
+        raise
+    if isinstance(outcome[0], BaseException):
+        if ray is not None:
+            ray.shutdown()
+        raise outcome[0]
+    return outcome[0], ray
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP (kill, a closed terminal) stop the batch as Ctrl-C does."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass
@@ -135,24 +201,22 @@ class _Run:
     runner: Any = None
 
 
-def _on_ray(run: _Run, todo: list[int], address: str | None, workers: int | None) -> None:
-    from pipeline.batch.cluster import JobRunner, connect
+def _on_ray(run: _Run, todo: list[int], workers: int | None) -> None:
+    from pipeline.batch.cluster import JobRunner
 
-    run.ray = ray = connect(address)
-    try:
-        run.runner = ray.remote(max_restarts=0, max_concurrency=1)(JobRunner)
-        count = min(workers or default_workers(ray, run.options), len(todo))
+    ray = run.ray
+    run.runner = ray.remote(max_restarts=0, max_concurrency=1)(JobRunner)
+    count = min(workers or default_workers(ray, run.options), len(todo))
+    run.queue = [(0.0, i) for i in todo]
+    # Again after ray.init, whose core installs its own SIGTERM handler in the driver (it would exit at once).
+    with contextlib.redirect_stdout(sys.stderr), _stop_signals():
         run.pool = [_start(run) for _ in range(count)]
-        run.queue = [(0.0, i) for i in todo]
         try:
             while run.queue or any(a.job is not None for a in run.pool):
                 _step(run)
         except KeyboardInterrupt:
             run.result.interrupted = True
             _stop(run)
-    finally:
-        with contextlib.suppress(Exception):
-            ray.shutdown()
 
 
 def _start(run: _Run) -> _Actor:
@@ -260,8 +324,6 @@ def _stop(run: _Run) -> None:
 
 
 def _signal(ray: Any, info: dict[str, Any]) -> None:
-    import signal
-
     if not info:
         return
     if info.get("node") == ray.get_runtime_context().get_node_id():

@@ -8,7 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +95,9 @@ def _media_key(media: Path, workflow: str, flags: Mapping[str, str]) -> str | No
     return job_key(str(media), workflow, flags, {"size": st.st_size, "mtime_ns": st.st_mtime_ns})
 
 
-def existing_jobs(out_root: Path) -> dict[str, Path]:
-    """Every job under `out_root` by its key; of several with one key, a finished one, else the newest."""
+def existing_jobs(out_root: Path) -> dict[str, tuple[Path, bool]]:
+    """Every job under `out_root` by its key, and whether it is finished; of several with one key, a finished
+    one, else the newest."""
     found: dict[str, tuple[tuple[bool, str], Path]] = {}
     for manifest in out_root.glob(f"*/*/*/*/job-*/{jobs.MANIFEST}"):
         try:
@@ -108,7 +109,7 @@ def existing_jobs(out_root: Path) -> dict[str, Path]:
         rank = (all(s in ("done", "skipped") for s in states), str(data.get("created", "")))
         if key not in found or rank > found[key][0]:
             found[key] = (rank, manifest.parent)
-    return {key: folder for key, (_, folder) in found.items()}
+    return {key: (folder, rank[0]) for key, (rank, folder) in found.items()}
 
 
 @contextlib.contextmanager
@@ -130,10 +131,17 @@ def batch_lock(out_root: Path) -> Iterator[None]:
 
 
 def map_jobs(
-    media: Sequence[Path], workflow: str, overrides: Mapping[str, str], out_root: Path, *, threads: int = 4
+    media: Sequence[Path],
+    workflow: str,
+    overrides: Mapping[str, str],
+    out_root: Path,
+    *,
+    threads: int = 4,
+    on_work: Callable[[], None] | None = None,
 ) -> list[Item]:
     """Each media file's job: an existing one with the same key, else a new one (`workflow.prepare`, which
-    rejects a bad file with its one-line error; the other files go on)."""
+    rejects a bad file with its one-line error; the other files go on). `on_work` is called once a job is
+    known to need running (the caller starts Ray meanwhile)."""
     from pipeline.workflow import prepare
 
     flags = {k: v for k, v in overrides.items() if k not in config_mod.JOB_KEYS}
@@ -142,13 +150,17 @@ def map_jobs(
     def one(item: Item) -> None:
         key = _media_key(item.media, workflow, flags)
         if key is not None and key in known:
-            item.folder, item.found = known[key], True
+            (item.folder, finished), item.found = known[key], True
             item.job_id = item.folder.name
-            return
-        try:
-            item.job_id, item.folder = prepare(item.media, {"WORKFLOW": workflow, **overrides}, out_root)
-        except PipelineError as exc:
-            item.error = str(exc)
+        else:
+            try:
+                item.job_id, item.folder = prepare(item.media, {"WORKFLOW": workflow, **overrides}, out_root)
+            except PipelineError as exc:
+                item.error = str(exc)
+                return
+            finished = False
+        if not finished and on_work is not None:
+            on_work()
 
     with batch_lock(out_root):
         known = existing_jobs(out_root)

@@ -143,9 +143,12 @@ class Display:
         """A file started or ended: plain mode prints one line; the live panel is redrawn."""
         if self.started is None:
             self.started = time.monotonic()
+        detail = f" ({row.error})" if row.error and row.state in FAILED_STATES else ""
+        line = f"pipeline: {self.status()}; {what} {Path(row.file).name}{detail}"
         if self._live is None:
-            detail = f" ({row.error})" if row.error and row.state in FAILED_STATES else ""
-            print(f"pipeline: {self.status()}; {what} {Path(row.file).name}{detail}", file=self.stream, flush=True)
+            print(line, file=self.stream, flush=True)
+        else:  # above the live panel, which stays at the bottom
+            self._live.console.print(line, markup=False, highlight=False)
         self.refresh()
 
     def refresh(self) -> None:

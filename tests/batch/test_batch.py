@@ -9,6 +9,8 @@ import shutil
 import signal
 from pathlib import Path
 
+import pytest
+
 from .harness import (
     LIBRIVOX,
     TIMEOUT,
@@ -117,13 +119,18 @@ def test_a_killed_worker_loses_no_finished_job_and_its_file_is_retried(clips: Pa
     assert all(_done(m) for m in manifests(out).values())
 
 
-def test_ctrl_c_stops_the_batch_and_the_next_run_resumes_it(clips: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_the_batch_and_the_next_run_resumes_it(clips: Path, tmp_path: Path, how: str) -> None:
+    """Ctrl-C reaches the terminal's foreground group; SIGTERM (kill, systemd) only the driver."""
     out = tmp_path / "out"
     shutil.copy(clips / "jfk.wav", clips / "jfk-again.wav")  # five files: some are still to do at Ctrl-C
     batch = start("batch", str(clips), *OPTIONS, "--out", str(out), "--workers", "1", "--json")
     try:
         wait_for(lambda: actor_running_a_job(batch.pid) is not None or batch.poll() is not None, what="a running job")
-        os.killpg(batch.pid, signal.SIGINT)  # the terminal's Ctrl-C: the foreground group
+        if how == "ctrl-c":
+            os.killpg(batch.pid, signal.SIGINT)
+        else:
+            os.kill(batch.pid, signal.SIGTERM)
         stdout, stderr = batch.communicate(timeout=TIMEOUT)
     finally:
         if batch.poll() is None:

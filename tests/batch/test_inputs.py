@@ -50,8 +50,8 @@ def test_a_file_finds_its_job_by_media_workflow_and_flags(tmp_path: Path) -> Non
     other = job(3, {"SOURCE_LANGUAGE": "es"}, ["done", "pending"], "2026-12-01T09:00:00")
     found = existing_jobs(tmp_path)
     stat = {"size": 3, "mtime_ns": 7}
-    assert found[job_key("/m/a.wav", "transcribe", {"SOURCE_LANGUAGE": "en"}, stat)] == done
-    assert found[job_key("/m/a.wav", "transcribe", {"SOURCE_LANGUAGE": "es"}, stat)] == other
+    assert found[job_key("/m/a.wav", "transcribe", {"SOURCE_LANGUAGE": "en"}, stat)] == (done, True)
+    assert found[job_key("/m/a.wav", "transcribe", {"SOURCE_LANGUAGE": "es"}, stat)] == (other, False)
     changed = {"size": 4, "mtime_ns": 7}  # the media file changed since: a new job
     assert job_key("/m/a.wav", "transcribe", {"SOURCE_LANGUAGE": "en"}, changed) not in found
     assert job_key("/m/a.wav", "subtitle", {"SOURCE_LANGUAGE": "en"}, stat) not in found
