@@ -49,6 +49,23 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
     return ray
 
 
+def check_address(address: str) -> None:
+    """A HOST:PORT that nothing answers is an error now: ray.init would retry it for minutes. (`auto` without
+    RAY_ADDRESS, and ray:// addresses, are left to Ray, which says what is wrong.)"""
+    target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+    if not target or "://" in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+    except (OSError, ValueError) as exc:
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not HOST:PORT"
+        raise PipelineError(
+            f"cannot reach the Ray cluster at {target} ({reason}); allowed: auto or HOST:PORT of a running Ray "
+            "head (`ray start --head`)"
+        ) from None
+
+
 class JobRunner:
     """One device's worker: runs jobs one after another, each through the library API with the same folders and
     outputs as a single run. Its ASR worker is the job's isolated subprocess (started warm during the job's

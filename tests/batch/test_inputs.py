@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from pipeline.batch.cluster import actor_options
 from pipeline.batch.inputs import existing_jobs, expand, job_key
 from pipeline.errors import PipelineError
 from pipeline.profiles import load_matrix
+
+from .harness import LIBRIVOX, pipeline
 
 
 def test_folders_lists_and_files_expand_to_media_in_order_once(tmp_path: Path) -> None:
@@ -66,3 +69,30 @@ def test_an_actor_asks_ray_for_a_gpu_exactly_when_its_profile_runs_on_cuda(profi
     expected = 1 if load_matrix().profile(profile).device == "cuda" else 0
     assert actor_options(resolved) == {"num_cpus": 1, "num_gpus": expected}
     assert "cuda" in load_matrix().profiles and actor_options(load_matrix().profile("cuda"))["num_gpus"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "allowed: at least 1 worker"),
+        (["--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1 (Connection refused)"),
+        (["--address", "head"], "cannot reach the Ray cluster at head (not HOST:PORT)"),
+        (["-s", "xx"], "xx"),
+    ],
+)
+def test_bad_batch_options_are_one_line_errors_and_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0930.wav", media)
+    out = tmp_path / "out"
+    result = pipeline("batch", str(media), "-w", "transcribe", "--model", "tiny.en", "--out", str(out), *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("pipeline: error: "), result.stderr
+    assert message in result.stderr
+    assert not out.exists()
+
+
+def test_a_folder_without_media_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    result = pipeline("batch", str(tmp_path), "-w", "transcribe", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "no media files in" in result.stderr and result.stderr.count("\n") == 1
