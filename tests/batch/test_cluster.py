@@ -4,7 +4,9 @@ temporary folder and resources), and a batch that joins them with --address and 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,9 +16,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
-from .harness import TIMEOUT, env, pipeline, rows
+from .harness import TIMEOUT, env, manifests, pipeline, rows, start, wait_for
+from .test_batch import _done
 
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -28,9 +32,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def cluster() -> Iterator[tuple[str, Path]]:
-    """(address, the second node's temporary folder). Each `ray start` runs in a session of its own, so its
-    node's daemons share its process group: stopping the group stops exactly this test's nodes."""
+def cluster() -> Iterator[tuple[str, Path, int]]:
+    """(address, the second node's temporary folder, its process group). Each `ray start` runs in a session of
+    its own, so its node's daemons share its process group: stopping the group stops exactly this test's nodes
+    (the workers a raylet started end with it)."""
     port = _free_port()
     folders = [Path(tempfile.mkdtemp(prefix=name, dir="/tmp")) for name in ("rbh", "rbw")]  # short socket paths
     groups: list[int] = []
@@ -53,7 +58,7 @@ def cluster() -> Iterator[tuple[str, Path]]:
         ray_start(
             f"--address=127.0.0.1:{port}", f"--temp-dir={folders[1]}", "--num-cpus=1", '--resources={"second": 1}'
         )
-        yield f"127.0.0.1:{port}", folders[1]
+        yield f"127.0.0.1:{port}", folders[1], groups[1]
     finally:
         for group in groups:
             with contextlib.suppress(ProcessLookupError):
@@ -63,9 +68,9 @@ def cluster() -> Iterator[tuple[str, Path]]:
 
 
 def test_a_batch_joins_a_cluster_and_runs_jobs_on_its_second_node(
-    clips: Path, tmp_path: Path, cluster: tuple[str, Path]
+    clips: Path, tmp_path: Path, cluster: tuple[str, Path, int]
 ) -> None:
-    address, second = cluster
+    address, second, _ = cluster
     out = tmp_path / "out"
     result = pipeline(
         "batch", str(clips), "-w", "transcribe", "-s", "en", "--model", "tiny.en", "--out", str(out),
@@ -79,3 +84,42 @@ def test_a_batch_joins_a_cluster_and_runs_jobs_on_its_second_node(
     there = [r["job_id"] for r in table.values() if f"pipeline: batch: job {r['job_id']} on" in logs]
     assert there, "no job ran on the second node"
     assert all(f"job {j}" not in logs for r in table.values() if (j := r["job_id"]) not in there)
+
+
+def test_a_node_lost_mid_file_loses_nothing_and_its_file_is_run_on_the_other_node(
+    clips: Path, tmp_path: Path, cluster: tuple[str, Path, int]
+) -> None:
+    address, second, group = cluster
+    out = tmp_path / "out"
+    batch = start(
+        "batch", str(clips), "-w", "transcribe", "-s", "en", "--model", "tiny.en", "--out", str(out),
+        "--address", address, "--workers", "2", "--json",
+    )  # fmt: skip
+    try:
+        # The second node is running a job: all of it dies at once (its daemons and its workers, kill -9).
+        def logs() -> str:
+            return "".join(p.read_text(errors="replace") for p in second.glob("session_*/logs/worker-*.err"))
+
+        wait_for(lambda: "pipeline: batch: job" in logs() or batch.poll() is not None, what="a job on node 2")
+        raylets = [p for p in psutil.process_iter(["cmdline"]) if str(second) in " ".join(p.info["cmdline"] or ())]
+        doomed = {c for r in raylets for c in r.children(recursive=True)} | set(raylets)
+        lost = re.findall(r"pipeline: batch: job (\S+) on", logs())[-1]
+        finished = {n: json.dumps(m["stages"]) for n, m in manifests(out).items() if _done(m)}
+        os.killpg(group, signal.SIGKILL)
+        for proc in doomed:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        stdout, stderr = batch.communicate(timeout=TIMEOUT)
+    finally:
+        if batch.poll() is None:
+            os.killpg(batch.pid, signal.SIGINT)
+            batch.communicate(timeout=120)
+    assert batch.returncode == 0, stderr
+    table = {Path(r["file"]).name: r for r in json.loads(stdout)}
+    assert all(r["state"] == "done" for r in table.values()), table
+    again = next(r for r in table.values() if r["job_id"] == lost)
+    if not finished.get(Path(again["file"]).name):  # the kill landed mid-file: it ran again, on the head
+        assert again["attempts"] == 2 and "died; retrying" in stderr, again
+    now = manifests(out)
+    assert all(json.dumps(now[name]["stages"]) == stages for name, stages in finished.items())
+    assert all(_done(m) for m in now.values()) and len(now) == 4
