@@ -26,6 +26,9 @@ _FLAGS = {
     "formats": "SUBTITLE_FORMATS",
     "mux": "SUBTITLE_MUX",
     "initial_prompt": "WHISPER_INITIAL_PROMPT",
+    # issue 14: speaker-aware and styled output
+    "speaker_names": "SPEAKER_NAMES",
+    "burn_in": "BURN_IN",
 }
 
 
@@ -57,9 +60,20 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, help="ASR batch size")
     parser.add_argument("--beam-size", type=int, help="beam search width")
-    parser.add_argument("--formats", help="subtitle formats: srt,vtt")
+    parser.add_argument("--formats", help="subtitle formats: srt,vtt,ass")
     parser.add_argument("--mux", help="auto, off, mp4 or mkv: soft subtitles muxed into the video")
     parser.add_argument("--initial-prompt", help="text that primes the decoder (e.g. Devanagari for Hindi)")
+    # issue 14: speaker-aware and styled output
+    parser.add_argument(
+        "--speaker-names", metavar="NAMES", help="speaker names in order of first appearance: Ravi,Asha"
+    )
+    parser.add_argument(
+        "--burn-in",
+        nargs="?",
+        const="source",
+        metavar="LANG",
+        help="subtitle workflow: burn LANG's subtitles (default: the spoken language's) into <stem>.<LANG>.burned.mp4",
+    )
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key (repeatable)")
     _out_option(parser)
 

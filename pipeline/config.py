@@ -36,6 +36,7 @@ from pipeline.config_values import (
     _text,
 )
 from pipeline.errors import PipelineError
+from pipeline.subtitles.settings import parse_burn_in, parse_names
 
 PROJECT_CONFIG = Path("config") / ".env.pipeline"
 JOB_CONFIG = ".env.pipeline"
@@ -164,6 +165,31 @@ KEYS: tuple[Key, ...] = (
         "auto",
         "speech windows (30 s, after VAD) that vote on the language when SOURCE_LANGUAGE=auto",
     ),
+    # Speaker-aware and styled output (issue 14; pipeline.subtitles, pipeline.writers).
+    Key("SPEAKER_NAMES", "speaker_names", parse_names, "", "speaker names in order of first appearance (Ravi,Asha)"),
+    Key(
+        "SUBTITLE_DIALOGUE",
+        "dialogue",
+        _bool,
+        "true",
+        'a quick exchange of two speakers may share a cue, a line each led by "- " (else always split)',
+    ),
+    Key("ASS_KARAOKE", "ass_karaoke", _bool, "false", "ASS subtitles highlight each word as it is said"),
+    Key("SUBTITLE_FONT", "subtitle_font", _text, "DejaVu Sans", "font of ASS and burned-in subtitles"),
+    Key(
+        "SUBTITLE_FONT_SIZE",
+        "subtitle_font_size",
+        _int_range(8, 200),
+        "56",
+        "font size of ASS and burned-in subtitles, at 1080 lines (scaled with the video's height)",
+    ),
+    Key(
+        "BURN_IN",
+        "burn_in",
+        parse_burn_in,
+        "off",
+        "subtitle workflow: burn one language's subtitles into <stem>.<lang>.burned.mp4 (off, source or a code)",
+    ),
 )
 BY_NAME = {key.name: key for key in KEYS}
 
@@ -204,6 +230,12 @@ class Config:
     hotwords: str = ""
     repetition_filter: bool | None = None
     language_detection_segments: int | None = None
+    speaker_names: tuple[str, ...] = ()
+    dialogue: bool = True
+    ass_karaoke: bool = False
+    subtitle_font: str = "DejaVu Sans"
+    subtitle_font_size: int = 56
+    burn_in: str = ""  # "": off; "source": the spoken language; else a language code
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_env(self) -> dict[str, str]:

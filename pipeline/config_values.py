@@ -24,7 +24,7 @@ COMPUTE_TYPES = (
     "bfloat16",
     "float32",
 )
-SUBTITLE_FORMATS = ("srt", "vtt")
+SUBTITLE_FORMATS = ("srt", "vtt", "ass")
 MUX_MODES = ("auto", "off", "mp4", "mkv")
 
 def _choice(allowed: Iterable[str]) -> Callable[[str], str]:

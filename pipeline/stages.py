@@ -206,9 +206,9 @@ def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[
 def _write_transcript(ctx: Context, transcript: Transcript) -> list[str]:
     from pipeline.writers import write_transcript_json, write_transcript_txt
 
-    language = transcript.language
-    write_transcript_json(transcript, ctx.output(language, "json"))
-    write_transcript_txt(transcript, ctx.output(language, "txt"))
+    language, names = transcript.language, ctx.config.speaker_names
+    write_transcript_json(transcript, ctx.output(language, "json"), names=names)
+    write_transcript_txt(transcript, ctx.output(language, "txt"), names=names)
     return [ctx.output(language, "json").name, ctx.output(language, "txt").name]
 
 
@@ -243,6 +243,7 @@ def translate(ctx: Context) -> dict[str, Any]:
     spends 0.2-0.56 CPU s on 143 s of speech, most of it loading its dictionaries whatever the text: eight
     targets took 3.2 s one after another, 2.7 s side by side on two cores."""
     from pipeline.mt.routing import Route
+    from pipeline.subtitles.speakers import carry as carry_speakers
 
     routes = [Route.from_dict(r) for r in ctx.manifest.data["routes"]]
     source = _read_transcript(ctx.output(ctx.source_language, "json"))
@@ -270,6 +271,7 @@ def translate(ctx: Context) -> dict[str, Any]:
                 # Speech -> English runs an ASR worker (pipeline.asr.isolation): here in the stage's own thread,
                 # where Ctrl-C stops it at once, before the text routes that start from its track.
                 track, facts["speech_translation"] = _speech(ctx, "translate", hop.src, "speech -> en")
+                track = replace(track, segments=carry_speakers(track.segments, source.segments))  # issue 14
                 made.pop(hop.tgt).set_result(replace(track, language=hop.tgt, task="translate"))
     with stage_bar("translate", len(routes), "tracks") as bar, ThreadPoolExecutor(_MT_THREADS) as pool:
         bar.update_to(len(done))
@@ -344,25 +346,40 @@ def _languages(ctx: Context) -> list[str]:
 
 
 def subtitles(ctx: Context) -> dict[str, Any]:
-    from pipeline.writers import ReadingRules, build_cues, write_subtitles
+    from pipeline.subtitles import build_cues, display_names
+    from pipeline.subtitles.settings import ass_options, reading_rules
+    from pipeline.writers import write_subtitles
 
     config = ctx.config
-    rules = ReadingRules(max_line_chars=config.max_line_chars, max_lines=config.max_lines, max_cps=config.max_cps)
+    rules = reading_rules(config)
     outputs = []
     cues_per_language = {}
     # Every language's cues are timed against the speech of the spoken audio, which the ASR worker found.
-    speech = _read_transcript(ctx.output(ctx.source_language, "json")).speech
+    source = _read_transcript(ctx.output(ctx.source_language, "json"))
+    speech = source.speech
+    names = display_names(source.segments, config.speaker_names)  # the source's speakers name every track's
     for language in _languages(ctx):
         transcript = _read_transcript(ctx.output(language, "json"))
         cues = build_cues(transcript.segments, rules, duration=transcript.duration, speech=speech)
         cues_per_language[language] = len(cues)
         for fmt in config.subtitle_formats:
-            write_subtitles(cues, ctx.output(language, fmt), fmt)
+            write_subtitles(cues, ctx.output(language, fmt), fmt, names, ass_options(config))
             outputs.append(ctx.output(language, fmt).name)
     return {"cues": cues_per_language, "outputs": outputs}
 
 
 def mux(ctx: Context) -> dict[str, Any]:
+    facts = _mux_soft(ctx)
+    if ctx.config.burn_in:  # issue 14: hard subtitles too, whether or not soft ones were muxed
+        from pipeline.writers.burn import burn_in
+
+        skipped = facts.pop("reason", None) if facts.pop("state", None) == "skipped" else None
+        facts = {**facts, "soft_subtitles": skipped or "muxed", **burn_in(ctx)}
+        facts["outputs"] = [*facts.get("outputs", []), facts["burned"]["output"]]
+    return facts
+
+
+def _mux_soft(ctx: Context) -> dict[str, Any]:
     info = ctx.manifest.data["media_info"]
     if ctx.config.mux == "off":
         return {"state": "skipped", "reason": "SUBTITLE_MUX=off"}
@@ -377,7 +394,8 @@ def mux(ctx: Context) -> dict[str, Any]:
             from pipeline.writers import read_subtitles, write_subtitles
 
             srt = ctx.work / f"{language}.srt"
-            write_subtitles(read_subtitles(ctx.output(language, "vtt")), srt, "srt")
+            written = next(ctx.output(language, fmt) for fmt in ctx.config.subtitle_formats)
+            write_subtitles(read_subtitles(written), srt, "srt")
         tracks.append((language, srt))
     with stage_bar("mux subtitles", info["duration"], "s") as bar:
         media.mux_subtitles(ctx.media, tracks, target, duration=info["duration"], on_progress=bar.update_to)

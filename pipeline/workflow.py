@@ -96,6 +96,11 @@ def _plan(cfg: config_mod.Config) -> Plan:
         # Targets that others pivot through come first, so a pivot is translated once.
         order = sorted(planned.values(), key=lambda r: (len(r.hops), r.target != "en"))
         routes = [r.to_dict() for r in order]
+    if cfg.burn_in:  # issue 14: a burn-in that cannot be made is refused now (pipeline.writers.burn)
+        from pipeline.writers.burn import check as check_burn_in
+
+        check_burn_in(cfg.burn_in, workflow=cfg.workflow, video_streams=info.video_streams, media_path=cfg.media,
+                      languages=[source, *targets])  # fmt: skip
     # Resolve the primary model now: a missing model is an error at prepare time, not halfway through a run.
     from pipeline import models
 
@@ -120,7 +125,8 @@ def prepare(
     source = cfg.source_language if cfg.source_language != "auto" else "xxx"  # a detected code: 2-3 letters
     languages = [source, *(r["target"] for r in plan.routes)]
     formats = ("json", "txt", *cfg.subtitle_formats)
-    extra = (".subtitled.mkv",) if cfg.workflow == "subtitle" else ()
+    extra: tuple[str, ...] = (".subtitled.mkv",) if cfg.workflow == "subtitle" else ()
+    extra += (f".{source if cfg.burn_in == 'source' else cfg.burn_in}.burned.mp4",) if cfg.burn_in else ()
     jobs.check_output_names(Path(cfg.media).stem, languages, formats, extra, out_root)
     envfile.render(cfg.to_env())  # a value no job file can hold safely is refused now, before anything exists
     # The flags rank above the environment on every later run too (`run` re-applies them from the manifest).

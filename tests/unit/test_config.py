@@ -49,7 +49,7 @@ def test_precedence_defaults_files_environment_flags(tmp_path):
         ("WHISPER_VAD", "maybe", "allowed: true, false"),
         ("SOURCE_LANGUAGE", "xx", "unknown language code 'xx'"),
         ("TARGET_LANGUAGES", "es,klingon", "unknown language code 'klingon'"),
-        ("SUBTITLE_FORMATS", "srt,ass", "srt, vtt"),
+        ("SUBTITLE_FORMATS", "srt,sub", "srt, vtt, ass"),
     ],
 )
 def test_bad_value_is_one_line_naming_key_file_and_allowed(tmp_path, key, value, expected):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.asr import Segment, Word
 from pipeline.errors import PipelineError
-from pipeline.writers import Cue, ReadingRules, build_cues
+from pipeline.subtitles import Cue, ReadingRules, build_cues
 
 EPS = 0.001  # cue times are whole milliseconds (what SRT and VTT store); rules in seconds round to them
 

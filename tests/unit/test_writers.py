@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 
 from pipeline.asr import Segment, Transcript, Word
 from pipeline.errors import PipelineError
+from pipeline.subtitles import Cue, build_cues
 from pipeline.writers import (
-    Cue,
-    build_cues,
     read_subtitles,
     transcript_dict,
     write_subtitles,
@@ -57,8 +56,8 @@ def test_rewrite_replaces_the_file(tmp_path):
 
 
 def test_unknown_format_is_refused(tmp_path):
-    with pytest.raises(PipelineError, match="srt, vtt"):
-        write_subtitles(CUES, tmp_path / "out.ass", "ass")
+    with pytest.raises(PipelineError, match="srt, vtt, ass"):
+        write_subtitles(CUES, tmp_path / "out.sub", "sub")
     assert not list(tmp_path.iterdir())
 
 
