@@ -425,7 +425,7 @@ def pipeline_settings(backend: str | None) -> dict[str, Any]:
     choice = hardware.resolve_chain(cfg, profile, hw)[0]
     return {
         "profile": profile.name,
-        "model": profile.model,
+        "model": profile.runtime.model,
         "backend": choice.backend,
         "device": choice.device,
         "compute_type": choice.compute_type,

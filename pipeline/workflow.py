@@ -75,7 +75,7 @@ def _plan(cfg: config_mod.Config) -> Plan:
     hw = hardware.detect()
     profile = hardware.resolve_profile(cfg, matrix, hw)
     chain = tuple(hardware.resolve_chain(cfg, profile, hw))
-    model = profile.model if cfg.model == "auto" else cfg.model
+    model = profile.runtime.model if cfg.model == "auto" else cfg.model
     english_only = Path(model).name.endswith(".en")
     if english_only and source not in ("en", "auto"):
         raise PipelineError(
@@ -232,7 +232,7 @@ def _run_locked(folder: Path, overrides: Mapping[str, str] | None, force: bool) 
     hw = hardware.detect()
     profile = hardware.resolve_profile(cfg, matrix, hw)
     chain = tuple(hardware.resolve_chain(cfg, profile, hw))
-    model = profile.model if cfg.model == "auto" else cfg.model
+    model = profile.runtime.model if cfg.model == "auto" else cfg.model
     _record_run_config(manifest, folder, cfg, profile.name, model, chain)
     ctx = Context(folder, cfg, manifest, chain, model, folder / "pipeline.log", force=force)
     log = _logger(folder)

@@ -31,7 +31,7 @@ def test_hindi_speech_to_english(pipeline_cli, clips, record_job):
     stage = run.manifest["stages"]["translate"]
     assert stage["targets"] == {"en": ["whisper"]}
     assert stage["speech_translation"]["backend"]
-    gate = PROFILE.thresholds.get(MODEL, {}).get("hindi_translate_recall")
+    gate = PROFILE.ci.thresholds.get(MODEL, {}).get("hindi_translate_recall")
     if gate is not None:
         assert recall >= gate, english
 

@@ -67,14 +67,14 @@ def _build(profile: str, env: dict[str, str]) -> str:
 @pytest.fixture(scope="session")
 def cpu_image(engine: dict[str, str]) -> str:
     tag = _build("cpu", engine)
-    assert tag == MATRIX.profile("cpu").image
+    assert tag == MATRIX.profile("cpu").ci.image
     return tag
 
 
 @pytest.fixture(scope="session")
 def cuda_image(engine: dict[str, str]) -> str:
     tag = _build("cuda", engine)
-    assert tag == MATRIX.profile("cuda").image
+    assert tag == MATRIX.profile("cuda").ci.image
     return tag
 
 
@@ -141,12 +141,12 @@ def _wer(text: str) -> float:
 def test_cpu_image_transcribes_real_speech_offline(engine: dict[str, str], cpu_image: str, out: Path) -> None:
     profile = MATRIX.profile("cpu")
     _, text = _transcribe(engine, cpu_image, out)
-    assert _wer(text) <= profile.threshold(profile.model, "transcribe_wer"), text
+    assert _wer(text) <= profile.threshold(profile.runtime.model, "transcribe_wer"), text
     [manifest] = out.rglob("manifest.json")
     asr = json.loads(manifest.read_text())["stages"]["transcribe"]
-    assert (asr["backend"], asr["device"]) == (profile.backend, profile.device)
+    assert (asr["backend"], asr["device"]) == (profile.runtime.backend, profile.runtime.device)
     # The manifest records what CTranslate2 actually ran: int8 on a CPU is int8 weights with float32 activations.
-    assert asr["compute_type"].split("_")[0] == profile.compute_type, asr["compute_type"]
+    assert asr["compute_type"].split("_")[0] == profile.runtime.compute_type, asr["compute_type"]
 
 
 def test_cpu_image_runs_unprivileged_and_writes_as_the_callers_uid(

@@ -36,7 +36,7 @@ def test_auto_picks_the_profile_from_the_hardware():
     assert chain(LINUX_GPU)[0] == "cuda"
     assert chain(LINUX_GPU)[1] == [("faster-whisper", "cuda", "float16"), ("whisperx", "cuda", "float16")]
     name, links = chain(APPLE)
-    mps = matrix.profile("mps")
+    mps = matrix.profile("mps").runtime
     assert name == "mps" and links[0] == (mps.backend, mps.device, mps.compute_type)
     assert links[1:] == [(b, mps.fallback_device, mps.fallback_compute_type) for b in ("faster-whisper", "whisperx")]
 
@@ -84,7 +84,7 @@ def test_batch_and_chunk_are_the_profiles_unless_set(hw):
     profile = hardware.resolve_profile(cfg, matrix, hw)
     assert cfg.batch_size is None and cfg.chunk_seconds is None  # "auto"
     for link in hardware.resolve_chain(cfg, profile, hw):
-        assert (link.batch_size, link.chunk_seconds) == (profile.batch_size, profile.chunk_seconds)
+        assert (link.batch_size, link.chunk_seconds) == (profile.runtime.batch_size, profile.runtime.chunk_seconds)
     cfg = config.build([("test", {"WHISPER_BATCH_SIZE": "3", "ASR_CHUNK_SECONDS": "45"})])
     assert {(c.batch_size, c.chunk_seconds) for c in hardware.resolve_chain(cfg, profile, hw)} == {(3, 45.0)}
 
