@@ -19,8 +19,19 @@ from pipeline.profiles import load_matrix
 
 
 def _checkout(args: argparse.Namespace, matrix_path: Path) -> Path:
-    """The repository the matrix file belongs to: --root, else the folder above `matrix/`."""
-    return args.root or matrix_path.resolve().parent.parent
+    """The repository checkout a repository-only command works in: --root, else the folder above `matrix/`.
+
+    An installed package finds its matrix in site-packages (pipeline/data/profiles.toml); the folder above
+    that is the package itself, and writing tox.ini or .github/ there would corrupt the install. So a folder
+    without the project's pyproject.toml and matrix/profiles.toml is refused."""
+    root = (args.root or matrix_path.resolve().parent.parent).resolve()
+    if not ((root / "pyproject.toml").is_file() and (root / "matrix" / "profiles.toml").is_file()):
+        raise PipelineError(
+            f"matrix {args.matrix_command}: {root} is not a checkout of the project (no pyproject.toml and "
+            "matrix/profiles.toml there); it works on a repository checkout only: run it from one, or pass "
+            "--root (or --matrix) of one"
+        )
+    return root
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
