@@ -16,8 +16,6 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
-SUITES = ("transcribe", "translate", "subtitle")
-
 
 def matrix_path() -> Path:
     """The matrix file: $PIPELINE_MATRIX, else the repository's `matrix/profiles.toml`, else the installed copy."""
