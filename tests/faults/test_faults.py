@@ -19,7 +19,7 @@ import pytest
 
 from pipeline import audio
 from pipeline.asr import AsrRequest
-from pipeline.asr.attempts import AsrFailed, AsrOutcome
+from pipeline.asr.attempts import AsrFailed, AsrOutcome, AsrRecord
 from pipeline.asr.isolation import run_isolated
 from pipeline.errors import StageFailed
 
@@ -289,3 +289,39 @@ def _pids_once_loaded(pidfile: Path, parent: subprocess.Popen[Any]) -> dict[str,
             return dict(json.loads(pidfile.read_text()))
         assert time.monotonic() < deadline and parent.poll() is None, "the parent never started the worker"
         time.sleep(0.1)
+
+
+def test_an_exhausted_chain_is_recorded_in_the_manifest_in_the_shape_of_a_success(tmp_path: Path) -> None:
+    """A real job through the CLI whose model folder holds no loadable model: every backend of the profile's chain
+    fails to load it, and the transcribe stage records its ASR record with the keys a successful one has."""
+    model = tmp_path / "broken-model"
+    model.mkdir()
+    for part in (Path.home() / ".cache/pipeline/models/tiny.en").iterdir():
+        (model / part.name).symlink_to(part)
+    (model / "model.bin").unlink()
+    (model / "model.bin").write_bytes(b"not a model")
+    env = os.environ | {
+        "PIPELINE_PROFILE": "cpu",
+        "WHISPER_MODEL": str(model),
+        "PIPELINE_OUT": str(tmp_path / "out"),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "pipeline", *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+    job = cli("prepare", str(JFK), "--workflow", "transcribe", "-s", "en").stdout.strip()
+    run = cli("run", job)
+    assert run.returncode == 1 and "stage transcribe failed: ASR failed with every backend" in run.stderr
+    (manifest_path,) = (tmp_path / "out").rglob("manifest.json")
+    stage = json.loads(manifest_path.read_text(encoding="utf-8"))["stages"]["transcribe"]
+    assert stage["state"] == "failed" and stage["error"].startswith("ASR failed with every backend in the chain")
+    assert AsrRecord((), ()).to_manifest().keys() <= stage.keys()  # one record, whatever became of the chain
+    assert stage["chain"] == ["faster-whisper", "whisperx"]
+    assert [(a["backend"], a["outcome"], a["stage"]) for a in stage["attempts"]] == [
+        ("faster-whisper", "failed", "load"),
+        ("whisperx", "failed", "load"),
+    ]
+    assert (stage["backend"], stage["model"], stage["crashes"], stage["fallbacks"]) == (None, None, 0, 1)
+    assert "ASR failed with every backend" in cli("status", job).stdout  # the status display reads the record
