@@ -180,7 +180,7 @@ def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[
             reuse=not ctx.force,  # a resumed stage takes the result its failed run's worker finished
         )
         bar.update_to(total)
-    facts = outcome.record.to_manifest() | {  # a failed chain's record: the runner writes AsrFailed.record
+    facts = outcome.record.to_manifest() | {  # a failed chain writes the same record (AsrFailed.record)
         "notices": [n for c in ctx.chain for n in c.notices],
         # What the guards took out (pipeline.asr.guards), of a transcription or a speech translation alike.
         "removed_segments": len(outcome.transcript.removed),

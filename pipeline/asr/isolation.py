@@ -57,10 +57,10 @@ _ERROR_CHARS = 300
 
 
 def _finish(
-    started: Launch, timeout: float | None, on_progress: Callable[[float, float], None] | None
+    run: Launch, timeout: float | None, on_progress: Callable[[float, float], None] | None
 ) -> tuple[Attempt, dict[str, Any] | None]:
     """Watch a launched worker to its end and judge it (the module's table)."""
-    request = started.request
+    request = run.request
 
     def attempt(**how: Any) -> Attempt:
         return Attempt(
@@ -71,26 +71,26 @@ def _finish(
             **how,
         )
 
-    if started.process is None:
+    if run.process is None:
         failed = attempt(
             outcome="failed",
             exit_code=None,
             signal=None,
             wall_s=0.0,
             peak_rss_mb=None,
-            error=(started.error or "")[:_ERROR_CHARS],
+            error=(run.error or "")[:_ERROR_CHARS],
         )
-        log(started.log_path, f"== asr attempt {started.number}: {request.backend} {_summary(failed)}")
+        log(run.log_path, f"== asr attempt {run.number}: {request.backend} {_summary(failed)}")
         return failed, None
-    worker, watch = started.process, Watch(started.started)
+    worker, watch = run.process, Watch(run.started)
     timed_out, go_at = False, None
     try:
-        if started.waiting:
-            go_at = started.go()
+        if run.waiting:
+            go_at = run.go()
         deadline = time.monotonic() + timeout if timeout else None
         while not worker.exited():
             with contextlib.suppress(queue.Empty):
-                item = started.events.get(timeout=0.1)
+                item = run.events.get(timeout=0.1)
                 if item is not None and watch.feed(*item, on_progress) and timeout:
                     deadline = time.monotonic() + timeout
             if deadline is not None and time.monotonic() > deadline:
@@ -99,18 +99,18 @@ def _finish(
     finally:
         # Also on Ctrl-C (the worker is in its own session, so the terminal's SIGINT never reached it)
         # and on an exception from on_progress: both propagate once the worker's group is gone.
-        code, rss, tail = started.reap(worker.stop)
-    wall_s = round(time.monotonic() - started.started, 3)
+        code, rss, tail = run.reap(worker.stop)
+    wall_s = round(time.monotonic() - run.started, 3)
     while True:  # events written just before the worker exited
         try:
-            item = started.events.get_nowait()
+            item = run.events.get_nowait()
         except queue.Empty:
             break
         if item is not None:
             watch.feed(*item, on_progress)
 
     sig = signal.Signals(-code).name if code < 0 else None
-    result = read_result(started.result_path, started.request_bytes)
+    result = read_result(run.result_path, run.request_bytes)
     outcome: Outcome
     if result.status == "valid":
         outcome = "ok" if code == 0 and not timed_out else "salvaged"
@@ -132,13 +132,13 @@ def _finish(
             stage=watch.phase,
             progress_s=watch.done,
             load_s=watch.load_s,
-            ahead_s=round(go_at - started.started, 3) if go_at else 0.0,
+            ahead_s=round(go_at - run.started, 3) if go_at else 0.0,
             timed_out=timed_out,
         ),
         device=reported.get("device", request.device),
         compute_type=reported.get("compute_type", request.compute_type),
     )
-    log(started.log_path, f"== asr attempt {started.number}: {request.backend} {_summary(done)}")
+    log(run.log_path, f"== asr attempt {run.number}: {request.backend} {_summary(done)}")
     return done, result.data
 
 
