@@ -180,21 +180,7 @@ def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[
             reuse=not ctx.force,  # a resumed stage takes the result its failed run's worker finished
         )
         bar.update_to(total)
-    used = outcome.used
-    facts = {
-        "backend": used.backend,
-        "model": Path(used.model_dir).name,
-        "model_dir": used.model_dir,
-        "device": used.device,
-        "compute_type": used.compute_type,
-        "attempts": [attempt.to_dict() for attempt in outcome.attempts],
-        "crashes": outcome.crashes,
-        "salvaged": int(outcome.salvaged),
-        "reused": int(outcome.reused),
-        "fallbacks": outcome.fallbacks,
-        "worker_peak_rss_mb": used.peak_rss_mb,
-        "chunk_seconds": outcome.worker.get("chunk_seconds"),  # the backend's own limit may be shorter
-        "versions": dict(outcome.worker.get("versions", {})),
+    facts = outcome.record.to_manifest() | {  # a failed chain writes the same record (AsrFailed.record)
         "notices": [n for c in ctx.chain for n in c.notices],
         # What the guards took out (pipeline.asr.guards), of a transcription or a speech translation alike.
         "removed_segments": len(outcome.transcript.removed),

