@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import subprocess
 import sys
 
 # Distribution -> the module it installs (a worker records only the libraries its backend imported).
@@ -22,6 +23,8 @@ LIBRARIES: dict[str, str] = {
     "pysubs2": "pysubs2",
     "numpy": "numpy",
     "psutil": "psutil",
+    "sherpa-onnx": "sherpa_onnx",
+    "ray": "ray",
 }
 
 
@@ -35,3 +38,13 @@ def library_versions(*, imported_only: bool = False) -> dict[str, str]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
     return versions
+
+
+def ffmpeg_version() -> str | None:
+    """The ffmpeg CLI's version ("7.1.1"), or None where it is missing or says something unexpected."""
+    try:
+        first = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = first.split()
+    return words[2] if first.startswith("ffmpeg version") and len(words) > 2 else None
