@@ -42,10 +42,7 @@ def test_job_folder_layout_and_sequence(tmp_path):
 
 def test_concurrent_prepares_get_distinct_ids(tmp_path):
     ids: list[str] = []
-    threads = [
-        threading.Thread(target=lambda: ids.append(jobs.new_job_dir(tmp_path, user="u")[0]))
-        for _ in range(16)
-    ]
+    threads = [threading.Thread(target=lambda: ids.append(jobs.new_job_dir(tmp_path, user="u")[0])) for _ in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -72,11 +69,13 @@ def _manifest(folder, **extra):
     )
 
 
-def test_manifest_resume_point_and_lock(tmp_path):
+def test_manifest_stage_records_and_lock(tmp_path):
     manifest = _manifest(tmp_path)
-    assert manifest.first_unfinished() == "probe"
-    manifest.update("probe", state="done")
-    assert jobs.Manifest.load(tmp_path).first_unfinished() == "extract"
+    manifest.stage_finished("probe", "done", 0.0, {"duration": 11.0}, started=manifest.created)
+    manifest.stage_started("extract")
+    loaded = jobs.Manifest.load(tmp_path)
+    assert [loaded.state(name) for name in loaded.stage_names] == ["done", "running", "pending", "pending", "pending"]
+    assert list(loaded.stage("probe")) == ["state", "started", "finished", "wall_s", "duration"]
     assert not jobs.runner_alive(tmp_path)
     with jobs.locked(tmp_path), pytest.raises(PipelineError, match="already running"), jobs.locked(tmp_path):
         pass
