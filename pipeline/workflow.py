@@ -155,8 +155,8 @@ def _run_locked(folder: Path, overrides: Mapping[str, str] | None, force: bool) 
     manifest = jobs.Manifest.load(folder)
     cfg = config_mod.load(job_dir=folder, cli=overrides, job_flags=manifest.flags)
     log = _logger(folder)
+    plan = _plan_for_run(manifest, cfg, log)  # a plan that cannot be made stops the run before it writes
     _record_run_config(manifest, folder, cfg)
-    plan = _plan_for_run(manifest, cfg, log)
     ctx = Context(folder, cfg, manifest, plan, folder / "pipeline.log", force=force)
     pending = [
         name
