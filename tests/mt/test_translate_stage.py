@@ -93,7 +93,7 @@ def test_routes_run_side_by_side_and_a_pivot_is_made_once(tmp_path: Path) -> Non
     assert MT_THREADS >= 2
     routes = [Route.from_dict(r) for r in (_route("es"), _route("eo"), _route("gl"), _route("ca", "es", "en"))]
     source = Transcript("en", SEGMENTS, 9.0)
-    recording, written = RecordingApertium(), []
+    recording, written = RecordingApertium(), list[Transcript]()
     schedule = Schedule(routes, source, {})
     schedule.speak(lambda hop: pytest.fail(f"no speech hop here: {hop}"))
     schedule.run(lambda name: recording if name == "apertium" else pytest.fail(name), written.append)
