@@ -154,6 +154,8 @@ def resolve_chain(config: Config, profile: Profile, hw: Hardware) -> list[Choice
     for index, backend in enumerate(backends):
         primary = backend == profile.backend
         explicit_device = config.device != "auto"
+        device: str  # the profile's text, then what the hardware can do
+        compute: str
         if explicit_device:
             device = config.device
         else:
