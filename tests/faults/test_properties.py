@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,3 +63,13 @@ def test_completed_result_is_never_lost_and_unpinned_output_never_used(
             expected = "corrupt" if action in DAMAGE["after_marker"] else "crashed" if attempt.signal else "failed"
             assert attempt.outcome == expected and not attempt.produced
         assert attempt.error is None or "\n" not in attempt.error
+
+
+def test_the_fake_backend_exists_only_in_the_test_worker(
+    fake_request_for: Callable[..., AsrRequest], tmp_path: Path
+) -> None:
+    """The production worker has no fake: a request naming it fails there, as any unknown backend does."""
+    with pytest.raises(AsrFailed) as failed:
+        run_isolated([fake_request_for(audio=str(JFK))], tmp_path, timeout=TIMEOUT)
+    [attempt] = failed.value.attempts
+    assert attempt.outcome == "failed" and "KeyError: 'fake'" in (attempt.error or ""), attempt
