@@ -3,9 +3,9 @@
 #
 #   make setup                  Debian packages (as root), .venv, bundled models
 #   make demo                   the README's first run: subtitle the bundled example
-#   make check                  the inner loop: ruff, mypy and the fast tests (FAST below), in minutes
+#   make check                  the inner loop: ruff, mypy and the fast tests (every tier but e2e, image, mlx, slow)
 #   make test                   THE test command (CI runs it): ruff, mypy + every test, E2E on the default profile
-#   make lint                   ruff and mypy               make unit: the fast tier (FAST) alone
+#   make lint                   ruff and mypy               make unit: the fast tests alone
 #   make e2e PROFILE=NAME       the E2E suites on one profile through tox (e2e-NAME)
 #   make image PROFILE=NAME     build the profile's Docker image
 #   make e2e-image PROFILE=NAME the E2E suites inside the profile's image (with GPUs where the profile has them)
