@@ -186,7 +186,6 @@ KEYS: tuple[Key, ...] = tuple(
     if "key" in f.metadata
 )
 BY_NAME = {k.name: k for k in KEYS}
-_DEFAULTS = Config()
 
 
 # Keys that define the job itself: fixed at prepare, never taken from the environment (a stray `MEDIA` or
