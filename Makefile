@@ -90,7 +90,7 @@ demo: setup
 	@test -n "$(DEMO_MEDIA)" || { echo "no example media in examples/: set DEMO_MEDIA=FILE"; exit 1; }
 	HF_HUB_OFFLINE=1 $(PIPELINE) subtitle "$(DEMO_MEDIA)" -s $(DEMO_SOURCE) -t $(DEMO_TARGETS)
 
-# Lint first (a minute at most), then every tier on two workers: the fast tests, slow ones, E2E on PIPELINE_PROFILE
+# Lint first (it fails fastest), then every tier on two workers: the fast tests, slow ones, E2E on PIPELINE_PROFILE
 # (default: the matrix's), MLX and the image tests. Results and JUnit XML land in $(RESULTS_DIR).
 test: lint engine
 	$(ENGINE_ENV); PIPELINE_PROFILE=$(PROFILE) PIPELINE_RESULTS_DIR=$(abspath $(RESULTS_DIR)) $(PYTEST_ENV) \
