@@ -155,6 +155,8 @@ def resolve_chain(config: Config, profile: Profile, hw: Hardware) -> list[Choice
     for index, backend in enumerate(backends):
         primary = backend == runtime.backend
         explicit_device = config.device != "auto"
+        device: str  # the profile's text, then what the hardware can do
+        compute: str
         if explicit_device:
             device = config.device
         else:

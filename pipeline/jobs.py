@@ -242,7 +242,7 @@ class Manifest:
         return dict(self.data["stages"][name])
 
     def state(self, name: str) -> StageState:
-        return self.data["stages"][name]["state"]  # type: ignore[no-any-return]
+        return self.data["stages"][name]["state"]
 
     def stage_started(self, name: str) -> None:
         self._update(name, state="running", started=_now(), error=None)

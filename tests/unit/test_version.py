@@ -1,0 +1,25 @@
+"""The version is pyproject.toml's, read from the installed package's metadata; a checkout that is not installed
+says so instead of claiming one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_version_is_the_installed_metadata() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert pipeline.__version__ == project["version"]
+
+
+def test_a_checkout_that_is_not_installed_has_an_unknown_version() -> None:
+    # -S: no site-packages, so no installed `pipeline` distribution; the checkout alone on the path.
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import pipeline; print(pipeline.__version__)"
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "0+unknown"
