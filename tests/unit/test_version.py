@@ -24,5 +24,7 @@ def test_a_checkout_that_is_not_installed_has_an_unknown_version(tmp_path: Path)
     # install leaves pipeline.egg-info metadata beside the package).
     shutil.copytree(ROOT / "pipeline", tmp_path / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
     code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import pipeline; print(pipeline.__version__)"
-    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert result.stdout.strip() == "0+unknown"
