@@ -20,7 +20,7 @@ from pipeline.asr import Transcript
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
-    from pipeline.stages import Context
+    from pipeline.stages.context import Context
 
 # Audio an MP4 holds as it is; anything else (Opus, Vorbis, PCM...) is encoded to AAC.
 _MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac"})
@@ -113,8 +113,13 @@ def burn_in(ctx: Context) -> dict[str, Any]:
     from pipeline.subtitles.settings import ass_options, reading_rules
     from pipeline.writers.subtitles import write_subtitles
 
-    config, info = ctx.config, ctx.manifest.data["media_info"]
+    config, info = ctx.config, ctx.manifest.media_info
     language = ctx.source_language if config.burn_in == "source" else config.burn_in
+    if language not in ctx.languages:  # a run's --set BURN_IN=... is not checked at prepare
+        raise PipelineError(
+            f"BURN_IN={config.burn_in} is not a language of this job; allowed: source or one of "
+            f"{', '.join(ctx.languages)}"
+        )
     source = _read(ctx.output(ctx.source_language, "json"))
     transcript = source if language == ctx.source_language else _read(ctx.output(language, "json"))
     width, height = video_size(ctx.media)
@@ -124,10 +129,12 @@ def burn_in(ctx: Context) -> dict[str, Any]:
     names = display_names(source.segments, config.speaker_names)
     write_subtitles(cues, ass, "ass", names, ass_options(config, width, height))
     target = ctx.output(language, "mp4").with_suffix(".burned.mp4")
-    with stage_bar(f"burn {language} subtitles", info["duration"], "s") as bar:
-        burn(ctx.media, ass, target, duration=info["duration"], audio_codec=info.get("audio_codec"),
-             on_progress=bar.update_to)  # fmt: skip
+    with stage_bar(f"burn {language} subtitles", info.duration, "s") as bar:
+        burn(ctx.media, ass, target, duration=info.duration, audio_codec=info.audio_codec, on_progress=bar.update_to)
     return {
-        "burned": {"output": target.name, "language": language, "cues": len(cues), "size": [width, height]},
+        "output": target.name,
+        "language": language,
+        "cues": len(cues),
+        "size": [width, height],
         "font": [config.subtitle_font, config.subtitle_font_size],
     }

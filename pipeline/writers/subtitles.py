@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping, Sequence
 from itertools import groupby
 from pathlib import Path
-from typing import TextIO, cast
 
 import pysubs2
 
@@ -67,7 +66,7 @@ def write_subtitles(
             subs.append(pysubs2.SSAEvent(start=start, end=end, text=text))
     with atomic_open(path, "w", encoding="utf-8") as handle:
         # keep_ssa_tags: write the text as it is; else a "{...}" in speech would vanish as an ASS override.
-        subs.to_file(cast(TextIO, handle), fmt, keep_ssa_tags=True)
+        handle.write(subs.to_string(fmt, keep_ssa_tags=True))
 
 
 def _vtt_cue(event: pysubs2.SSAEvent) -> Cue:
@@ -94,7 +93,7 @@ def read_subtitles(path: str | os.PathLike[str]) -> list[Cue]:
     # pysubs2's SRT/VTT reader drops the last cue's last line when it is only a number (it takes it for the
     # index of a following cue); a trailing index line that belongs to no cue absorbs that.
     subs = pysubs2.SSAFile.from_string(text + "\n\n0\n", keep_html_tags=True)
-    _check(subs.format or "")
+    _check(subs.format or "unrecognised")
     if subs.format == "vtt":
         return [_vtt_cue(event) for event in subs if not event.is_comment]
     return [

@@ -65,8 +65,9 @@ def rerun_after_transcription(job: Path, stem: str) -> None:
     """Put the job back where it is when the speakers stage has just finished: the stages after transcription
     pending, and no translated track yet (the translate stage keeps the tracks it finds)."""
     manifest = Manifest.load(job)
-    after = list(manifest.stages)[list(manifest.stages).index("transcribe") + 1 :]
-    for name in after:
-        manifest.update(name, state="pending")
-    for route in manifest.data.get("routes", []):
-        (job / f"{stem}.{route['target']}.json").unlink()
+    names = manifest.stage_names
+    for name in names[names.index("transcribe") + 1 :]:
+        manifest.data["stages"][name] = {"state": "pending"}  # as Manifest.create leaves a stage not yet run
+    manifest.save()
+    for route in manifest.routes:
+        (job / f"{stem}.{route.target}.json").unlink()
