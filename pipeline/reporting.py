@@ -139,6 +139,7 @@ def box_strip(ax: Any, groups: list[str], values: list[list[float]], ylabel: str
         xs = [g + (0.0 if count == 1 else 0.3 * (k / (count - 1) - 0.5)) for k in range(count)]
         ax.scatter(xs, values[g], s=18, color=colors[g], alpha=0.8, zorder=3)
     _group_axis(ax, groups, ylabel)
+    ax.set_ylim(bottom=0)  # times and memory: their size against zero is the point
 
 
 def _group_axis(ax: Any, groups: list[str], ylabel: str) -> None:
