@@ -134,7 +134,7 @@ class Job:
     @property
     def troubled(self) -> bool:
         """Failed, or a worker of it crashed, hung or failed (even if another attempt then produced)."""
-        return self.state == "failed" or any(not a.produced for a in self.attempts)
+        return self.state == "failed" or any(a.crash or not a.produced for a in self.attempts)
 
     def created_at(self) -> dt.datetime:
         if self.created:
