@@ -23,7 +23,7 @@ FAULTS = Path(__file__).resolve().parents[1] / "faults"
 def _worker(faults: dict[str, dict[str, object]], args: list[str]) -> None:
     from pipeline.asr import worker
 
-    request = Path([a for a in args if a != "--wait"][0])
+    request = Path(next(a for a in args if a != "--wait"))
     spec = faults.get(json.loads(request.read_text(encoding="utf-8")).get("backend"))
     if spec is None:
         worker.main(args)
