@@ -25,8 +25,13 @@ JOB_COLUMNS = (
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
     from pipeline import jobs
+    from pipeline.config_values import BACKENDS
+    from pipeline.errors import PipelineError
     from pipeline.monitor import records
 
+    backends = [b for b in BACKENDS if b != "auto"]
+    if args.backend is not None and args.backend not in backends:
+        raise PipelineError(f"--backend {args.backend!r} is not a backend; allowed: {', '.join(backends)}")
     since = records.parse_since(args.since) if args.since else None
     found = records.select(
         records.scan(args.out or jobs.default_out_root()), state=args.state, since=since, backend=args.backend

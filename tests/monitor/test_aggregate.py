@@ -139,6 +139,13 @@ def test_selection() -> None:
     assert records.parse_since("2026-12-01") == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
+def test_an_unknown_backend_is_refused(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["jobs", "--out", str(recorded), "--backend", "faster_whisper"]) == 2
+    assert capsys.readouterr().err == (
+        "pipeline: error: --backend 'faster_whisper' is not a backend; allowed: whisperx, faster-whisper, mlx\n"
+    )
+
+
 def test_no_output_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["jobs", "--out", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith(f"pipeline: error: no output root at {tmp_path / 'missing'}")
