@@ -188,60 +188,64 @@ def job_folders(root: Path) -> Iterator[Path]:
 def read_job(folder: Path) -> Job:
     """The job in `folder`; a manifest that cannot be read or is not valid makes a `corrupt` job, not an error."""
     try:
-        data = jobs.Manifest.load(folder).data
-        state, stage = _state(data["stages"], folder)
-        if state == "interrupted" and stage and data["stages"][stage]["state"] == "running":
+        manifest = jobs.Manifest.load(folder)
+        state, stage = _state(manifest, folder)
+        if state == "interrupted" and stage and manifest.state(stage) == "running":
             # Read again after the lock was seen free: a run that just finished is not an interrupted one.
-            data = jobs.Manifest.load(folder).data
-            state, stage = _state(data["stages"], folder)
+            manifest = jobs.Manifest.load(folder)
+            state, stage = _state(manifest, folder)
+        plan = manifest.plan  # None for a job prepared before plans were kept: its manifest names its chain
     except PipelineError as exc:
         return Job(folder.name, folder, None, "", None, None, None, "corrupt", None, str(exc), None, None, None)
-    stages: dict[str, dict[str, Any]] = data["stages"]
-    runs = tuple(run for s in stages.values() for run in asr_runs(s))
-    walls = [w for s in stages.values() if (w := _number(s.get("wall_s"))) is not None]
-    peaks = [p for s in stages.values() if (p := _number(s.get("peak_rss_mb"))) is not None]
+    stages = [manifest.stage(name) for name in manifest.stage_names]
+    runs = tuple(run for s in stages for run in asr_runs(s))
+    walls = [w for s in stages if (w := _number(s.get("wall_s"))) is not None]
+    peaks = [p for s in stages if (p := _number(s.get("peak_rss_mb"))) is not None]
     peaks += [a.peak_rss_mb for run in runs for a in run.attempts if a.peak_rss_mb is not None]
+    chain = tuple(c.backend for c in plan.chain) if plan else tuple(_chain(manifest.data))
+    profile = plan.profile if plan else manifest.data.get("profile")
     return Job(
-        job_id=data["job_id"],
+        job_id=manifest.job_id,
         folder=folder,
-        created=data.get("created") if isinstance(data.get("created"), str) else None,
-        media=Path(data["media"]).name,
-        workflow=data["workflow"],
-        profile=data.get("profile") if isinstance(data.get("profile"), str) else None,
-        backend=_backend(data, runs),
+        created=manifest.created,
+        media=Path(manifest.data["media"]).name,
+        workflow=manifest.data["workflow"],
+        profile=profile if isinstance(profile, str) else None,
+        backend=_backend(runs, chain),
         state=state,
         stage=stage,
-        error=stages[stage].get("error") if stage and state == "failed" else None,
-        media_s=_number((data.get("media_info") or {}).get("duration")),
+        error=manifest.stage(stage).get("error") if stage and state == "failed" else None,
+        media_s=_number(manifest.media_info.duration),
         wall_s=round(sum(walls), 3) if walls else None,
         peak_rss_mb=max(peaks) if peaks else None,
-        chain=tuple(_chain(data)),
+        chain=chain,
         asr=runs,
     )
 
 
-def _state(stages: Mapping[str, Mapping[str, Any]], folder: Path) -> tuple[str, str | None]:
+def _state(manifest: jobs.Manifest, folder: Path) -> tuple[str, str | None]:
     """The job's state from its stages'; running with nobody holding the job's lock is interrupted (as in
     `pipeline status`: killed, its terminal closed, its disk full at the last write)."""
-    for name, stage in stages.items():
-        if stage.get("state") == "running":
+    states = {name: manifest.state(name) for name in manifest.stage_names}
+    for name, state in states.items():
+        if state == "running":
             return ("running" if jobs.runner_alive(folder) else "interrupted"), name
     for wanted in ("failed", "interrupted"):
-        for name, stage in stages.items():
-            if stage.get("state") == wanted:
+        for name, state in states.items():
+            if state == wanted:
                 return wanted, name
-    if all(stage.get("state") in ("done", "skipped") for stage in stages.values()):
+    if all(state in ("done", "skipped") for state in states.values()):
         return "done", None
     return "pending", None
 
 
-def _backend(data: Mapping[str, Any], runs: tuple[AsrRun, ...]) -> str | None:
+def _backend(runs: tuple[AsrRun, ...], chain: tuple[str, ...]) -> str | None:
     for run in runs:  # the transcription's chain comes first
         if run.producer is not None:
             return run.producer.backend
     if runs and runs[0].attempts:
         return runs[0].attempts[-1].backend
-    return next(iter(_chain(data)), None)
+    return chain[0] if chain else None
 
 
 def _chain(data: Mapping[str, Any]) -> Iterator[str]:
