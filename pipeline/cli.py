@@ -232,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     _out_option(show)
     cfg.set_defaults(handler=_cmd_config)
 
+    from pipeline.monitor.cli import register as register_monitor  # `jobs`, `report jobs`: monitoring by backend
+
+    register_monitor(sub)
+
     try:
         from pipeline.matrix.cli import register
     except ImportError:  # the matrix tools are part of the repository checkout
