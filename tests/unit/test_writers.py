@@ -18,6 +18,7 @@ from pipeline.subtitles import Cue, build_cues, display_names
 from pipeline.subtitles.speakers import carry
 from pipeline.writers import (
     AssOptions,
+    ass,
     read_subtitles,
     transcript_dict,
     write_subtitles,
@@ -326,3 +327,12 @@ def test_a_speech_translation_takes_the_speakers_of_the_source():
     track = (Segment(0.0, 0.9, "Coming?"), Segment(1.1, 2.9, "Yes, right now."), Segment(3.3, 3.9, "Good."))
     assert [s.speaker for s in carry(track, source)] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00"]
     assert carry(track, TRANSCRIPT.segments) == track  # a source without speakers changes nothing
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_ass_escaping_keeps_any_text_and_opens_no_tag(text):
+    escaped = ass.escape(text)
+    assert ass.unescape(escaped) == text
+    # libass reads "{" as an override block and "\N", "\n", "\h" as breaks and spaces: none may survive escaping
+    assert not re.search(r"(?<!\\)\{", escaped) and not re.search(r"\\[Nnh]", escaped)
