@@ -69,10 +69,8 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--burn-in",
-        nargs="?",
-        const="source",
-        metavar="LANG",
-        help="subtitle workflow: burn LANG's subtitles (default: the spoken language's) into <stem>.<LANG>.burned.mp4",
+        metavar="LANG",  # a value always: an optional one would swallow the media argument that follows
+        help="subtitle workflow: burn LANG's subtitles (or `source`) into <stem>.<LANG>.burned.mp4",
     )
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key (repeatable)")
     _out_option(parser)

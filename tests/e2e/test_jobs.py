@@ -57,7 +57,7 @@ def test_prepare_status_run_and_rerun(pipeline_cli, clips, tmp_path):
     # The run follows the plan prepare recorded, resolving nothing again: given another folder of the same model
     # (a link, which a fresh resolution would never name), its worker loads that one.
     plan = _manifest(folder)
-    assert plan["chain"][0]["backend"] == PROFILE.backend and Path(plan["model_dirs"][0]).name == MODEL
+    assert plan["chain"][0]["backend"] == PROFILE.runtime.backend and Path(plan["model_dirs"][0]).name == MODEL
     linked = tmp_path / "linked-model"
     linked.symlink_to(plan["model_dirs"][0], target_is_directory=True)
     _edit_manifest(folder, model_dirs=[str(linked), *plan["model_dirs"][1:]])

@@ -125,7 +125,7 @@ def _rejected(run, *phrases: str) -> None:
 
 
 def test_burn_in_of_audio_only_media_is_refused_at_prepare(pipeline_cli, clips):
-    run = pipeline_cli("subtitle", clips["jfk"]["path"], "-s", "en", "-t", "es", "--burn-in", check=False)
+    run = pipeline_cli("subtitle", clips["jfk"]["path"], "-s", "en", "-t", "es", "--burn-in", "source", check=False)
     _rejected(run, "BURN_IN=source", "no video stream", "allowed")
 
 
@@ -133,7 +133,7 @@ def test_burn_in_needs_a_language_of_the_job_and_the_subtitle_workflow(pipeline_
     video = make_video(clips["jfk"], tmp_path / "talk.mp4", "aac")
     _rejected(pipeline_cli("subtitle", str(video), "-s", "en", "-t", "es", "--burn-in", "pt", check=False),
               "BURN_IN=pt is not a language of this job", "en, es")  # fmt: skip
-    _rejected(pipeline_cli("transcribe", str(video), "-s", "en", "--burn-in", check=False),
+    _rejected(pipeline_cli("transcribe", str(video), "-s", "en", "--burn-in", "source", check=False),
               "needs the subtitle workflow")  # fmt: skip
 
 
