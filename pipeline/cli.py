@@ -26,6 +26,9 @@ _FLAGS = {
     "formats": "SUBTITLE_FORMATS",
     "mux": "SUBTITLE_MUX",
     "initial_prompt": "WHISPER_INITIAL_PROMPT",
+    # issue 14: speaker-aware and styled output
+    "speaker_names": "SPEAKER_NAMES",
+    "burn_in": "BURN_IN",
 }
 
 
@@ -57,9 +60,18 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, help="ASR batch size")
     parser.add_argument("--beam-size", type=int, help="beam search width")
-    parser.add_argument("--formats", help="subtitle formats: srt,vtt")
+    parser.add_argument("--formats", help="subtitle formats: srt,vtt,ass")
     parser.add_argument("--mux", help="auto, off, mp4 or mkv: soft subtitles muxed into the video")
     parser.add_argument("--initial-prompt", help="text that primes the decoder (e.g. Devanagari for Hindi)")
+    # issue 14: speaker-aware and styled output
+    parser.add_argument(
+        "--speaker-names", metavar="NAMES", help="speaker names in order of first appearance: Ravi,Asha"
+    )
+    parser.add_argument(
+        "--burn-in",
+        metavar="LANG",  # a value always: an optional one would swallow the media argument that follows
+        help="subtitle workflow: burn LANG's subtitles (or `source`) into <stem>.<LANG>.burned.mp4",
+    )
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key (repeatable)")
     _out_option(parser)
 
@@ -96,7 +108,8 @@ def _cmd_oneshot(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.workflow import format_status, status
+    from pipeline.cli_status import format_status
+    from pipeline.workflow import status
 
     data = status(args.job, args.out)
     print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else format_status(data))
@@ -139,7 +152,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
         from pipeline import jobs
 
         folder = jobs.locate(args.job, args.out or jobs.default_out_root()) if args.job is not None else None
-        flags = jobs.Manifest.load(folder).data.get("flags") if folder else None
+        flags = jobs.Manifest.load(folder).flags if folder else None
         cfg = config.load(job_dir=folder, job_flags=flags)
         for name, value in cfg.to_env().items():
             print(f"{name}={value}    # {cfg.origins[name]}")
@@ -258,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.set_defaults(handler=_cmd_config)
 
     _add_batch(sub)  # pipeline batch (issue 15)
+    from pipeline.monitor.cli import register as register_monitor  # `jobs`, `report jobs`: monitoring by backend
+
+    register_monitor(sub)
+
     try:
         from pipeline.matrix.cli import register
     except ImportError:  # the matrix tools are part of the repository checkout

@@ -62,7 +62,7 @@ def _literal_from_source(package: str, module: str, name: str) -> Any:
     """A constant of `package/module`, read from its source without importing it.
 
     Importing faster_whisper.tokenizer runs the package's __init__, which loads ctranslate2, av, onnxruntime and
-    tokenizers: ~0.3 s and ~30 MB held by the CLI process for a whole job, to read one tuple of strings."""
+    tokenizers, held by the CLI process for a whole job, to read one tuple of strings."""
     import ast
     import importlib.util
 

@@ -104,7 +104,11 @@ _OUT_TIME = re.compile(r"out_time_(?:us|ms)=(\d+)")
 
 
 def _run_ffmpeg(
-    args: Sequence[str], total: float, on_progress: Callable[[float], None] | None, what: str
+    args: Sequence[str],
+    total: float,
+    on_progress: Callable[[float], None] | None,
+    what: str,
+    cwd: Path | None = None,  # a filter's file named relative to it needs no filtergraph escaping (burn-in)
 ) -> None:
     """Run ffmpeg, feeding its `-progress` output to `on_progress(seconds_done)`; one-line error on failure."""
     command = [
@@ -118,7 +122,7 @@ def _run_ffmpeg(
         "pipe:1",
         *args,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
     assert process.stdout is not None and process.stderr is not None
     for line in process.stdout:
         match = _OUT_TIME.match(line.strip())

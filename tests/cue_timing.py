@@ -28,7 +28,7 @@ from statistics import median
 import numpy as np
 
 from pipeline.audio import SAMPLE_RATE, read_all
-from pipeline.writers import Cue, ReadingRules
+from pipeline.subtitles import Cue, ReadingRules
 
 REPO = Path(__file__).resolve().parent.parent
 JFK = REPO / "tests" / "fixtures" / "jfk.wav"

@@ -23,6 +23,7 @@ class Word:
     end: float
     text: str
     probability: float | None = None
+    speaker: str | None = None  # "SPEAKER_00"...: who said it, when the speakers stage ran (issue 14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Segment:
     # worker, then dropped (None) before the transcript is written.
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    speaker: str | None = None  # "SPEAKER_00", "SPEAKER_01"... in order of first appearance; None: not known
 
     def shifted(self, offset: float) -> Segment:
         words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in self.words)
@@ -69,9 +71,12 @@ class Transcript:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for segment in data["segments"]:  # scores only where a backend left them (the worker drops them)
-            for key in ("avg_logprob", "no_speech_prob"):
+            for key in ("avg_logprob", "no_speech_prob", "speaker"):  # speakers only where they were found
                 if segment[key] is None:
                     del segment[key]
+            for word in segment["words"]:
+                if word["speaker"] is None:
+                    del word["speaker"]
         return data
 
     @classmethod
@@ -84,6 +89,7 @@ class Transcript:
                 words=tuple(Word(**w) for w in s.get("words", ())),
                 avg_logprob=s.get("avg_logprob"),
                 no_speech_prob=s.get("no_speech_prob"),
+                speaker=s.get("speaker"),
             )
             for s in data["segments"]
         )

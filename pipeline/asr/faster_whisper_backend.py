@@ -21,9 +21,9 @@ from pipeline.asr.windows import Speech, batches, windows
 from pipeline.audio import SAMPLE_RATE, Chunk
 
 WINDOW_SECONDS = 30  # Whisper's input; the longest speech span Silero may report
-# Silero holds ~0.45 MB per second of audio it is handed, and with glibc's default heap 120 s chunks made the
-# peak creep 491 -> 582 MB over 20 min, 60 s ones held it at 488-519 MB. Windows cross chunks, so a shorter
-# chunk costs no CPU here.
+# Silero's memory grows with the audio it is handed, and with glibc's default heap longer chunks made the peak
+# creep over 20 min where 60 s ones held it flat (benchmarks/README.md, "The VAD pass"). Windows cross chunks, so
+# a shorter chunk costs no CPU here.
 VAD_CHUNK_SECONDS = 60.0
 SPLIT_PAUSE_S = 2.0  # a pause between words this long ends a segment (the batched path's windows hold several)
 

@@ -8,9 +8,7 @@ outside their assertions / cases run. Plots are PNG (matplotlib, Agg) embedded i
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +16,13 @@ from statistics import fmean
 from typing import Any
 
 from pipeline import atomic
-from pipeline.errors import PipelineError
 from pipeline.matrix.results import CaseResult, RunResults, collect
+from pipeline.reporting import grouped_bars as _grouped_bars
+from pipeline.reporting import html_figures, html_table, png, pyplot
+from pipeline.reporting import html_page as _page
+from pipeline.reporting import markdown_table as _table
+from pipeline.reporting import num as _num
+from pipeline.reporting import pct as _pct
 
 UNKNOWN_BACKEND = "unknown"  # a case that failed before the job said which backend ran
 
@@ -80,14 +83,6 @@ def aggregate(runs: Iterable[RunResults]) -> list[Row]:
 
 
 # --- Markdown -----------------------------------------------------------------------------------------------
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.0f}%"
 
 
 COLUMNS = (
@@ -163,15 +158,6 @@ def run_cells(path: Path, run: RunResults) -> list[str]:
 RUN_COLUMNS = ("profile", "model", "run/worker", "started (UTC)", "host", "engines", "passed", "file")
 
 
-def _table(header: Iterable[str], rows: Iterable[list[str]]) -> str:
-    header = list(header)
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
-
-    return "\n".join([line(header), line(["---"] * len(header)), *map(line, rows)])
-
-
 def failures(runs: list[tuple[Path, RunResults]]) -> list[list[str]]:
     return [
         [run.profile, c.backend or UNKNOWN_BACKEND, c.suite, c.case, c.outcome, c.message or "–"]
@@ -220,38 +206,6 @@ def markdown(runs: list[tuple[Path, RunResults]], rows: list[Row]) -> str:
 # --- plots and HTML -----------------------------------------------------------------------------------------
 
 
-def _grouped_bars(
-    ax: Any,
-    groups: list[str],
-    series: dict[str, list[float | None]],
-    ylabel: str,
-    fmt: str = "{:.2f}",
-    colors: list[str] | None = None,
-) -> None:
-    """Bars per group (x) and series; missing values leave a gap, every bar carries its value. One series is
-    coloured per group (`colors`), several series per series with a legend beside the axes."""
-    width = 0.8 / max(1, len(series))
-    for i, (label, values) in enumerate(series.items()):
-        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
-        present = [(x, v, g) for g, (x, v) in enumerate(zip(xs, values, strict=True)) if v is not None]
-        if not present:
-            continue
-        color = [colors[g] for _, _, g in present] if colors and len(series) == 1 else None
-        bars = ax.bar(
-            [x for x, _, _ in present], [v for _, v, _ in present], width * 0.9, label=label, color=color
-        )
-        ax.bar_label(bars, labels=[fmt.format(v) for _, v, _ in present], fontsize=8, padding=2)
-    ax.set_xticks(range(len(groups)), groups, fontsize=9)
-    pad = (max(len(groups), 3) - len(groups)) / 2  # one or two bars stay bar-wide, centred
-    ax.set_xlim(-0.6 - pad, len(groups) - 0.4 + pad)
-    ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_axisbelow(True)
-    ax.margins(y=0.15)
-    if len(series) > 1:
-        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-
-
 def _by_system(rows: list[Row]) -> dict[str, list[Row]]:
     """Rows by "profile\nbackend", the x axis of every plot."""
     systems: dict[str, list[Row]] = {}
@@ -267,12 +221,7 @@ def _pooled(rows: list[Row], attr: str) -> float | None:
 
 def plots(rows: list[Row]) -> dict[str, bytes]:
     """PNG figures by profile / backend: speed and memory, success and errors, quality per suite."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise PipelineError("the HTML report needs matplotlib: pip install -e '.[report]'") from None
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     systems = _by_system(rows)
     names = list(systems)
@@ -282,10 +231,7 @@ def plots(rows: list[Row]) -> dict[str, bytes]:
     figures: dict[str, bytes] = {}
 
     def save(fig: Any, key: str) -> None:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        figures[key] = buffer.getvalue()
+        figures[key] = png(fig)
 
     fig, (speed, memory) = plt.subplots(1, 2, figsize=(max(wide, 2.6 * len(names)), 4))
     _grouped_bars(
@@ -354,41 +300,18 @@ def plots(rows: list[Row]) -> dict[str, bytes]:
 def html_page(
     markdown_rows: list[Row], runs: list[tuple[Path, RunResults]], figures: dict[str, bytes]
 ) -> str:
-    def table(header: Iterable[str], body: Iterable[list[str]]) -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-    images = "".join(
-        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        f"<figcaption>{html.escape(name)}</figcaption></figure>"
-        for name, png in figures.items()
-    )
     failed = failures(runs)
-    failed_html = f"<h2>Failures</h2>{table(FAILURE_COLUMNS, failed)}" if failed else ""
+    failed_html = f"<h2>Failures</h2>{html_table(FAILURE_COLUMNS, failed)}" if failed else ""
     total = sum(len(row.cases) for row in markdown_rows)
     passed = sum(c.outcome == "passed" for row in markdown_rows for c in row.cases)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Matrix results</title>
-<style>
-body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 13px; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-th {{ background: #f2f2f2; }} td:nth-child(-n+3) {{ text-align: left; }}
-figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; }} figcaption {{ color: #666; }}
-</style></head><body>
-<h1>Matrix results</h1>
-<p>{len(runs)} results file(s), {total} cases, {passed} passed.</p>
-{table(COLUMNS, (row_cells(row) for row in markdown_rows))}
+    body = f"""<p>{len(runs)} results file(s), {total} cases, {passed} passed.</p>
+{html_table(COLUMNS, (row_cells(row) for row in markdown_rows))}
 <p>{html.escape(LEGEND)}</p>
-{images}
+{html_figures(figures)}
 <h2>Runs</h2>
-{table(RUN_COLUMNS, (run_cells(path, run) for path, run in runs))}
-{failed_html}
-</body></html>
-"""
+{html_table(RUN_COLUMNS, (run_cells(path, run) for path, run in runs))}
+{failed_html}"""
+    return _page("Matrix results", body)
 
 
 def write_report(paths: list[Path], out: Path) -> tuple[str, list[Path]]:

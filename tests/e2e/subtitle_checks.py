@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.audio import read_all
-from pipeline.writers import ReadingRules, read_subtitles
+from pipeline.subtitles import ReadingRules
+from pipeline.writers import read_subtitles
 
 RULES = ReadingRules()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import unicodedata
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from pipeline.asr import Segment, Word
 from pipeline.errors import PipelineError
-from pipeline.writers import Cue, ReadingRules, build_cues
+from pipeline.subtitles import DIALOGUE_DASH, Cue, ReadingRules, build_cues
 
 EPS = 0.001  # cue times are whole milliseconds (what SRT and VTT store); rules in seconds round to them
 
@@ -68,10 +69,18 @@ def _speech(draw) -> list[tuple[float, float]]:
 
 _rules = st.builds(
     lambda chars, lines, shortest, extra, cps, gap: ReadingRules(
-        max_line_chars=chars, max_lines=lines, min_duration=shortest,
-        max_duration=max(shortest + extra, 0.01), max_cps=cps, min_gap=gap,
+        max_line_chars=chars,
+        max_lines=lines,
+        min_duration=shortest,
+        max_duration=max(shortest + extra, 0.01),
+        max_cps=cps,
+        min_gap=gap,
     ),
-    st.integers(1, 60), st.integers(1, 4), st.floats(0.0, 3.0), st.floats(0.0, 10.0), st.floats(1.0, 40.0),
+    st.integers(1, 60),
+    st.integers(1, 4),
+    st.floats(0.0, 3.0),
+    st.floats(0.0, 10.0),
+    st.floats(1.0, 40.0),
     st.floats(0.0, 0.5),
 )
 
@@ -96,7 +105,7 @@ def assert_valid(cues: list[Cue], segments: list[Segment], rules: ReadingRules) 
     position = 0
     for word in _input_words(segments):
         if len(word) <= rules.max_line_chars:
-            assert shown[position] == word, (word, shown[position:position + 3])
+            assert shown[position] == word, (word, shown[position : position + 3])
             position += 1
         else:
             joined = ""
@@ -126,9 +135,11 @@ def test_no_speech_gives_no_cues():
 
 
 def test_twenty_second_segment_is_split():
-    text = ("This is a rather long stretch of speech that goes on for twenty seconds, and it has to be split "
-            "into several cues. Each of them must fit on two lines of forty-two characters and last at most "
-            "seven seconds.")
+    text = (
+        "This is a rather long stretch of speech that goes on for twenty seconds, and it has to be split "
+        "into several cues. Each of them must fit on two lines of forty-two characters and last at most "
+        "seven seconds."
+    )
     cues = build_cues([Segment(0.0, 20.0, text)])
     assert len(cues) >= 3
     assert all(c.end - c.start <= 7.0 for c in cues)
@@ -173,8 +184,7 @@ def test_lines_are_balanced():
 
 
 def test_breaks_at_sentence_end_rather_than_mid_clause():
-    text = ("The first sentence is long enough to matter here. The second one follows it directly and is "
-            "long too.")
+    text = "The first sentence is long enough to matter here. The second one follows it directly and is long too."
     cues = build_cues([Segment(0.0, 6.0, text)])
     assert cues[0].lines[-1].endswith("matter here.")
 
@@ -309,3 +319,153 @@ def test_overlapping_speech_regions_are_one_stretch():
     speech = [(2.0, 2.5), (1.0, 1.2), (0.5, 3.0)]
     (cue,) = build_cues([Segment(1.5, 2.8, "Hello there.", words)], speech=speech)
     assert cue.start == 1.0  # the first word of the stretch, moved back by at most half a second
+
+
+# --- speakers (issue 14) -----------------------------------------------------------------------------------
+
+_LABELS = st.sampled_from([None, "SPEAKER_00", "SPEAKER_01", "SPEAKER_02"])
+
+
+@st.composite
+def _spoken_by(draw) -> list[Segment]:
+    """Segments with a speaker each (as the speakers stage gives them), and sometimes a word spoken by another."""
+    segments = draw(st.lists(_segment(), max_size=8))
+    out = []
+    for segment in segments:
+        words = tuple(replace(w, speaker=draw(_LABELS)) if draw(st.booleans()) else w for w in segment.words)
+        out.append(replace(segment, speaker=draw(_LABELS), words=words))
+    return out
+
+
+def _expected_speakers(segments: list[Segment]) -> list[tuple[str, str | None]]:
+    """(word, speaker) of every spoken word, in order: a word's own speaker, else its segment's."""
+    out = []
+    for s in segments:
+        timed = [(w.text, w.speaker or s.speaker) for w in s.words] or [(s.text, s.speaker)]
+        out += [(word, speaker) for text, speaker in timed for word in text.split()]
+    return out
+
+
+def assert_speakers(cues: list[Cue], segments: list[Segment], rules: ReadingRules) -> None:
+    """No cue spans two speakers but a dialogue cue (two lines, two speakers, each line dashed); every word is
+    shown once, in order, on a line of its own speaker."""
+    shown: list[tuple[str, str | None]] = []
+    for cue in cues:
+        speakers = cue.speakers or (None,) * len(cue.lines)
+        assert len(speakers) == len(cue.lines), cue
+        if len(set(speakers)) > 1:
+            assert rules.dialogue and len(cue.lines) == 2 and None not in speakers, cue
+            assert all(line.startswith(DIALOGUE_DASH) for line in cue.lines), cue
+            lines = [line.removeprefix(DIALOGUE_DASH) for line in cue.lines]
+        else:
+            lines = list(cue.lines)
+        shown += [(token, who) for line, who in zip(lines, speakers, strict=True) for token in line.split()]
+    position = 0
+    for word, speaker in _expected_speakers(segments):
+        joined = ""  # a word longer than a line comes as consecutive pieces
+        while joined != word:
+            piece, who = shown[position]
+            assert word.startswith(joined + piece) and who == speaker, (word, speaker, shown[position])
+            joined += piece
+            position += 1
+    assert position == len(shown)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_spoken_by(), _rules, st.booleans(), st.just([]) | _speech())
+def test_no_cue_spans_two_speakers_and_every_word_is_kept_once(segments, rules, dialogue, speech):
+    rules = replace(rules, dialogue=dialogue)
+    cues = build_cues(segments, rules, speech=speech)
+    assert_speakers(cues, segments, rules)
+    for cue in cues:  # the reading rules hold for dialogue cues too, their dashes included
+        assert 1 <= len(cue.lines) <= rules.max_lines and all(len(line) <= rules.max_line_chars for line in cue.lines)
+        assert cue.end - cue.start <= rules.max_duration + EPS
+    for before, after in itertools.pairwise(cues):
+        assert after.start >= before.end + rules.min_gap - EPS
+
+
+def _turns(*turns: tuple[float, float, str, str]) -> list[Segment]:
+    return [Segment(start, end, text, speaker=speaker) for start, end, text, speaker in turns]
+
+
+def test_a_quick_exchange_shares_a_cue_with_dashes():
+    segments = _turns((0.0, 1.2, "Are you coming?", "SPEAKER_00"), (1.4, 1.9, "Yes.", "SPEAKER_01"))
+    (cue,) = build_cues(segments)
+    assert cue.lines == ("- Are you coming?", "- Yes.")
+    assert cue.speakers == ("SPEAKER_00", "SPEAKER_01")
+    assert (cue.start, cue.end) == (0.0, 1.9)
+    assert [w.text for w in cue.words] == ["Are", "you", "coming?", "Yes."]
+
+
+def test_dialogue_off_always_splits():
+    segments = _turns((0.0, 1.2, "Are you coming?", "SPEAKER_00"), (1.4, 1.9, "Yes.", "SPEAKER_01"))
+    cues = build_cues(segments, ReadingRules(dialogue=False))
+    assert [c.lines for c in cues] == [("Are you coming?",), ("Yes.",)]
+    assert [c.speakers for c in cues] == [("SPEAKER_00",), ("SPEAKER_01",)]
+
+
+@pytest.mark.parametrize(
+    ("turns", "why"),
+    [
+        (((0.0, 1.2, "Are you coming?", "SPEAKER_00"), (2.3, 2.8, "Yes.", "SPEAKER_01")), "a pause of 1.1 s"),
+        (
+            (
+                (0.0, 2.5, "I have been waiting here since noon.", "SPEAKER_00"),
+                (2.6, 5.0, "The train was late again, sorry.", "SPEAKER_01"),
+            ),
+            "each turn long enough to read on its own",
+        ),
+        (
+            (
+                (0.0, 1.0, "Are you coming with us to the station, then?", "SPEAKER_00"),
+                (1.1, 1.5, "Yes.", "SPEAKER_01"),
+            ),
+            "the first turn does not fit one line with its dash",
+        ),
+        (((0.0, 1.2, "Are you coming?", "SPEAKER_00"), (1.4, 1.9, "Yes.", None)), "one speaker is not known"),
+    ],
+)
+def test_turns_that_are_no_quick_exchange_are_split(turns, why):
+    cues = build_cues(_turns(*turns))
+    assert len(cues) == 2, why
+    assert all(len(set(c.speakers)) <= 1 and not c.lines[0].startswith(DIALOGUE_DASH) for c in cues), why
+
+
+def test_a_one_line_cue_allows_no_dialogue():
+    segments = _turns((0.0, 1.2, "Are you coming?", "SPEAKER_00"), (1.4, 1.9, "Yes.", "SPEAKER_01"))
+    assert len(build_cues(segments, ReadingRules(max_lines=1))) == 2
+
+
+def test_three_quick_turns_pair_the_first_two_only():
+    segments = _turns(
+        (0.0, 0.6, "Ready?", "SPEAKER_00"), (0.7, 1.1, "Yes.", "SPEAKER_01"), (1.2, 1.6, "Go!", "SPEAKER_02")
+    )
+    cues = build_cues(segments)
+    assert [c.speakers for c in cues] == [("SPEAKER_00", "SPEAKER_01"), ("SPEAKER_02",)]
+
+
+def test_a_speaker_change_inside_a_segment_splits_at_the_word():
+    words = (
+        Word(0.0, 0.4, " We", speaker="SPEAKER_00"),
+        Word(0.4, 0.9, " agree", speaker="SPEAKER_00"),
+        Word(3.0, 3.5, " Never", speaker="SPEAKER_01"),
+        Word(3.5, 4.0, " mind.", speaker="SPEAKER_01"),
+    )
+    cues = build_cues([Segment(0.0, 4.0, "We agree Never mind.", words, speaker="SPEAKER_00")])
+    assert [(c.lines, c.speakers) for c in cues] == [
+        (("We agree",), ("SPEAKER_00",)),
+        (("Never mind.",), ("SPEAKER_01",)),
+    ]
+
+
+def test_one_speakers_long_turn_keeps_the_speaker_on_every_line():
+    text = "This is one person talking for a while, long enough to need two lines and more than one cue."
+    cues = build_cues(_turns((0.0, 9.0, text, "SPEAKER_03")))
+    assert len(cues) >= 2
+    assert all(c.speakers == ("SPEAKER_03",) * len(c.lines) for c in cues)
+    assert not any(line.startswith(DIALOGUE_DASH) for c in cues for line in c.lines)
+
+
+def test_no_speakers_no_speaker_fields():
+    (cue,) = build_cues([Segment(0.0, 2.0, "Nobody was labelled.")])
+    assert cue.speakers == ()

@@ -3,9 +3,17 @@
 Three passes: timed tokens (word timings when the backend gave them, else the segment's time spread over its
 words by length; given where the audio has speech, a token edge that Whisper put in a pause moves to the edge of
 the speech it overlaps), greedy packing into cues that fit the screen and `max_duration` (breaking at sentence or
-clause ends where that costs little), then display timing (lengthen short cues into the following gap, never
-onto the next cue). Times are whole milliseconds throughout: SRT and VTT store milliseconds, so a cue that is
-valid here stays valid once written.
+clause ends where that costs little, and always where the speaker changes), then display timing (lengthen short
+cues into the following gap, never onto the next cue).
+
+Speakers: a cue holds one speaker's words, except a dialogue cue (`ReadingRules.dialogue`, the subtitling
+convention): a quick exchange of two speakers, one line each, each line led by "- ". Two turns share a cue only
+when each fits on one line with its dash, the pair fits `max_duration`, the second starts within
+`_EXCHANGE_MS` of the first's end, and one of them is too short to stand alone (the first could not be read
+before the second starts, or the second is said in less than `min_duration`): otherwise they are split.
+
+Times are whole milliseconds throughout: SRT and VTT store milliseconds, so a cue that is valid here stays valid
+once written.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import bisect
 import math
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.asr import Segment
 from pipeline.errors import PipelineError
@@ -30,6 +38,8 @@ _FLOOR_MS = 250  # shortest cue when overlapping input leaves no room: visible, 
 # likely an untranscribed sound than the word.
 _LEAD_MS = 500
 _VIRAMA = 9  # canonical combining class of Indic viramas: the next letter joins a conjunct
+_EXCHANGE_MS = 1000  # two speakers' turns this close are one exchange, which a dialogue cue may hold
+DIALOGUE_DASH = "- "  # leads each line of a dialogue cue
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,12 @@ class ReadingRules:
     max_duration: float = 7.0
     max_cps: float = 17.0
     min_gap: float = 0.04
+    dialogue: bool = True  # two short turns of different speakers may share a cue, a line each ("- ")
 
     def __post_init__(self) -> None:
         if self.max_line_chars < 1 or self.max_lines < 1:
             raise PipelineError(
-                f"subtitle lines: max_line_chars={self.max_line_chars}, max_lines={self.max_lines}; "
-                "both must be >= 1"
+                f"subtitle lines: max_line_chars={self.max_line_chars}, max_lines={self.max_lines}; both must be >= 1"
             )
         if not 0 <= self.min_duration <= self.max_duration or self.max_duration < 0.01:
             raise PipelineError(
@@ -54,9 +64,17 @@ class ReadingRules:
             )
         if self.max_cps <= 0 or self.min_gap < 0:
             raise PipelineError(
-                f"subtitle timing: max_cps={self.max_cps}, min_gap={self.min_gap}; "
-                "need max_cps > 0 and min_gap >= 0"
+                f"subtitle timing: max_cps={self.max_cps}, min_gap={self.min_gap}; need max_cps > 0 and min_gap >= 0"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class CueWord:
+    """A token of a cue with its (speech-corrected) time: what karaoke styles highlight."""
+
+    start: float
+    end: float
+    text: str
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,10 @@ class Cue:
     start: float
     end: float
     lines: tuple[str, ...]
+    # Who says each line (a label such as SPEAKER_00, or a name read back from a file); empty: not known. Two
+    # different speakers: a dialogue cue, its lines led by DIALOGUE_DASH.
+    speakers: tuple[str | None, ...] = ()
+    words: tuple[CueWord, ...] = field(default=(), compare=False)  # the tokens in line order (not in files)
 
     @property
     def text(self) -> str:
@@ -76,6 +98,7 @@ class _Token:
     end: int  # ms
     text: str
     strength: int  # how good a cue break after this token is: 2 sentence end, 1 clause end, 0 none
+    speaker: str | None = None
 
 
 def build_cues(
@@ -87,7 +110,7 @@ def build_cues(
     """Cues for `segments`; given the media's `duration`, the last cue is not lengthened past its end. `speech`:
     where the audio has speech (sorted (start, end) seconds, e.g. by VAD), to correct word times against."""
     tokens = _tokens(segments, rules.max_line_chars, _Speech(speech) if speech else None)
-    groups = _pack(tokens, rules)
+    groups = _pair(_pack(tokens, rules), rules)
     return _time(groups, rules, None if duration is None else _ms(duration))
 
 
@@ -174,20 +197,20 @@ class _Speech:
 def _tokens(segments: Iterable[Segment], width: int, speech: _Speech | None = None) -> list[_Token]:
     tokens: list[_Token] = []
     for segment in segments:
-        timed = [(_ms(w.start), _ms(w.end), w.text.split()) for w in segment.words] or [
-            (_ms(segment.start), _ms(segment.end), segment.text.split())
-        ]
+        timed = [(_ms(w.start), _ms(w.end), w.text.split(), w.speaker or segment.speaker) for w in segment.words]
+        timed = timed or [(_ms(segment.start), _ms(segment.end), segment.text.split(), segment.speaker)]
         first = len(tokens)
-        for start, end, words in timed:
+        for start, end, words, speaker in timed:
             if speech is not None:
                 start, end = speech.snap(start, end, tokens[-1].end if tokens else -1)
             pieces = [piece for word in words for piece in _hard_split(word, width)]
             for lo, hi, text in _spread(start, end, pieces):
                 # Backends emit overlapping or backwards times; make starts monotonic and ends no earlier.
                 lo = max(lo, tokens[-1].start if tokens else 0, 0)
-                tokens.append(_Token(lo, max(hi, lo), text, _strength(text)))
+                tokens.append(_Token(lo, max(hi, lo), text, _strength(text), speaker))
         if len(tokens) > first and tokens[-1].strength == 0:  # a segment end is at least a clause end
-            tokens[-1] = _Token(tokens[-1].start, tokens[-1].end, tokens[-1].text, 1)
+            last = tokens[-1]
+            tokens[-1] = _Token(last.start, last.end, last.text, 1, last.speaker)
     return tokens
 
 
@@ -206,17 +229,16 @@ def _line_count(lengths: Sequence[int], width: int) -> int:
 
 
 def _fits(group: Sequence[_Token], rules: ReadingRules) -> bool:
-    return (
-        _line_count([len(t.text) for t in group], rules.max_line_chars) <= rules.max_lines
-        and max(t.end for t in group) - group[0].start <= _ms(rules.max_duration)
-    )
+    return _line_count([len(t.text) for t in group], rules.max_line_chars) <= rules.max_lines and max(
+        t.end for t in group
+    ) - group[0].start <= _ms(rules.max_duration)
 
 
 def _pack(tokens: Sequence[_Token], rules: ReadingRules) -> list[list[_Token]]:
     groups: list[list[_Token]] = []
     current: list[_Token] = []
     for token in tokens:
-        if current and token.start - max(t.end for t in current) >= _PAUSE_MS:
+        if current and (token.start - max(t.end for t in current) >= _PAUSE_MS or token.speaker != current[-1].speaker):
             groups.append(current)
             current = []
         if current and not _fits([*current, token], rules):
@@ -239,6 +261,38 @@ def _pack(tokens: Sequence[_Token], rules: ReadingRules) -> list[list[_Token]]:
     if current:
         groups.append(current)
     return groups
+
+
+def _width(group: Sequence[_Token]) -> int:
+    return sum(len(t.text) + 1 for t in group) - 1
+
+
+def _pair(groups: Sequence[list[_Token]], rules: ReadingRules) -> list[tuple[list[_Token], ...]]:
+    """Each group a cue of its own, but for quick exchanges of two speakers, a line each (see the module doc)."""
+    out: list[tuple[list[_Token], ...]] = []
+    i = 0
+    while i < len(groups):
+        if i + 1 < len(groups) and _exchange(groups[i], groups[i + 1], rules):
+            out.append((groups[i], groups[i + 1]))
+            i += 2
+        else:
+            out.append((groups[i],))
+            i += 1
+    return out
+
+
+def _exchange(a: Sequence[_Token], b: Sequence[_Token], rules: ReadingRules) -> bool:
+    first, second = a[0].speaker, b[0].speaker
+    if not rules.dialogue or rules.max_lines < 2 or first is None or second is None or first == second:
+        return False
+    line = rules.max_line_chars - len(DIALOGUE_DASH)
+    a_end, b_end = max(t.end for t in a), max(t.end for t in b)
+    if _width(a) > line or _width(b) > line or b[0].start - a_end >= _EXCHANGE_MS:
+        return False
+    if b_end - a[0].start > _ms(rules.max_duration):
+        return False
+    reading = max(_ms(rules.min_duration), math.ceil(1000 * (_width(a) + len(DIALOGUE_DASH)) / rules.max_cps))
+    return b[0].start - a[0].start < reading or b_end - b[0].start < _ms(rules.min_duration)
 
 
 # --- lines --------------------------------------------------------------------------------------------------
@@ -276,22 +330,30 @@ def _wrap(words: Sequence[str], rules: ReadingRules) -> tuple[str, ...]:
 # --- timing -------------------------------------------------------------------------------------------------
 
 
-def _time(groups: Sequence[Sequence[_Token]], rules: ReadingRules, media_end: int | None) -> list[Cue]:
+def _time(groups: Sequence[tuple[list[_Token], ...]], rules: ReadingRules, media_end: int | None) -> list[Cue]:
     gap, longest, shortest = _ms(rules.min_gap), _ms(rules.max_duration), _ms(rules.min_duration)
     cues: list[Cue] = []
     previous_end: int | None = None
-    for index, group in enumerate(groups):
-        lines = _wrap([t.text for t in group], rules)
+    for index, parts in enumerate(groups):
+        group = [t for part in parts for t in part]
+        speakers: tuple[str | None, ...]
+        if len(parts) == 1:
+            lines = _wrap([t.text for t in group], rules)
+            speakers = (group[0].speaker,) * len(lines) if group[0].speaker is not None else ()
+        else:  # a dialogue cue: a line per speaker
+            lines = tuple(DIALOGUE_DASH + " ".join(t.text for t in part) for part in parts)
+            speakers = tuple(part[0].speaker for part in parts)
         start = group[0].start if previous_end is None else max(group[0].start, previous_end + gap)
         spoken = max(t.end for t in group) - start
         reading = math.ceil(1000 * sum(len(line) for line in lines) / rules.max_cps)
         want = max(1, min(longest, max(spoken, shortest, reading)))
         # Stop short of the next cue's speech (or the media's end), but never below a visible floor.
         if index + 1 < len(groups):
-            room = groups[index + 1][0].start - gap - start
+            room = groups[index + 1][0][0].start - gap - start
         else:
             room = want if media_end is None else media_end - start
         end = start + min(want, max(room, min(want, _FLOOR_MS)))
-        cues.append(Cue(start / 1000, end / 1000, lines))
+        words = tuple(CueWord(t.start / 1000, t.end / 1000, t.text) for t in group)
+        cues.append(Cue(start / 1000, end / 1000, lines, speakers, words))
         previous_end = end
     return cues
