@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1]  # the `pipeline` package the driv
 def actor_options(profile: Profile) -> dict[str, Any]:
     """Ray resources of one device actor: a cuda profile's actor holds a GPU (Ray then sets CUDA_VISIBLE_DEVICES
     for it, and the ASR worker it starts inherits that); every actor holds a CPU for the job's cheap stages."""
-    return {"num_cpus": 1, "num_gpus": 1 if profile.device == "cuda" else 0}
+    return {"num_cpus": 1, "num_gpus": 1 if profile.runtime.device == "cuda" else 0}
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> Any:

@@ -66,7 +66,7 @@ def test_an_actor_asks_ray_for_a_gpu_exactly_when_its_profile_runs_on_cuda(profi
     (Ray places them on GPU nodes of a cluster)."""
     resolved = _profile({"WORKFLOW": "transcribe", "PIPELINE_PROFILE": profile})
     assert resolved.name == profile
-    expected = 1 if load_matrix().profile(profile).device == "cuda" else 0
+    expected = 1 if load_matrix().profile(profile).runtime.device == "cuda" else 0
     assert actor_options(resolved) == {"num_cpus": 1, "num_gpus": expected}
     assert "cuda" in load_matrix().profiles and actor_options(load_matrix().profile("cuda"))["num_gpus"] == 1
 
