@@ -60,11 +60,13 @@ def default_workers(ray: Any, options: Mapping[str, Any]) -> int:
     return max(1, int(total.get("CPU", 1) // max(options.get("num_cpus", 1), 1)))
 
 
-def _profile(overrides: Mapping[str, str]) -> Any:
+def _profile(overrides: Mapping[str, str]) -> tuple[Any, int]:
+    """The profile a job prepared with `overrides` gets here, and this machine's CUDA devices."""
     from pipeline import config, hardware
     from pipeline.profiles import load_matrix
 
-    return hardware.resolve_profile(config.load(cli=overrides), load_matrix(), hardware.detect())
+    hw = hardware.detect()
+    return hardware.resolve_profile(config.load(cli=overrides), load_matrix(), hw), hw.cuda_devices
 
 
 def run_batch(
@@ -89,7 +91,7 @@ def run_batch(
     paths = expand(media, out_root)
     if not paths:
         raise PipelineError(f"no media files in {' '.join(media)}; allowed: media files, folders holding them, @LIST")
-    options = actor_options(_profile({"WORKFLOW": workflow, **overrides}))
+    options = actor_options(*_profile({"WORKFLOW": workflow, **overrides}), joined=address is not None)
     display = display or Display([])
     ray = None
     try:
@@ -209,6 +211,8 @@ def _on_ray(run: _Run, todo: list[int], workers: int | None) -> None:
     from pipeline.batch.cluster import JobRunner
 
     ray = run.ray
+    if run.options["num_gpus"] and not ray.cluster_resources().get("GPU"):  # its actors would wait forever
+        raise PipelineError("the Ray cluster has no GPU for this batch's profile; allowed: a cluster with GPU nodes")
     run.runner = ray.remote(max_restarts=0, max_concurrency=1)(JobRunner)
     count = min(workers or default_workers(ray, run.options), len(todo))
     run.queue = [(0.0, i) for i in todo]

@@ -17,10 +17,23 @@ from pipeline.profiles import Profile
 PACKAGE = Path(__file__).resolve().parents[1]  # the `pipeline` package the driver imported
 
 
-def actor_options(profile: Profile) -> dict[str, Any]:
+def actor_options(profile: Profile, local_gpus: int, joined: bool) -> dict[str, Any]:
     """Ray resources of one device actor: a cuda profile's actor holds a GPU (Ray then sets CUDA_VISIBLE_DEVICES
-    for it, and the ASR worker it starts inherits that); every actor holds a CPU for the job's cheap stages."""
-    return {"num_cpus": 1, "num_gpus": 1 if profile.runtime.device == "cuda" else 0}
+    for it, and the ASR worker it starts inherits that); every actor holds a CPU for the job's cheap stages.
+
+    Jobs are planned where `pipeline batch` runs (`workflow.prepare`), and a job runs the plan it was prepared
+    with. So a cuda batch on a machine without a GPU runs on its CPU, as a single run there does, and joins a
+    cluster only from a machine with a GPU: planned elsewhere, its jobs would run on the GPU nodes' CPUs."""
+    if profile.runtime.device != "cuda":
+        return {"num_cpus": 1, "num_gpus": 0}
+    if local_gpus:
+        return {"num_cpus": 1, "num_gpus": 1}
+    if joined:
+        raise PipelineError(
+            f"profile {profile.name} needs a GPU, and this machine has none: jobs are planned where `pipeline "
+            "batch` runs; allowed: run it on a GPU node of the cluster"
+        )
+    return {"num_cpus": 1, "num_gpus": 0}
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> Any:

@@ -62,13 +62,19 @@ def test_a_file_finds_its_job_by_media_workflow_and_flags(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("profile", sorted(load_matrix().profiles))
 def test_an_actor_asks_ray_for_a_gpu_exactly_when_its_profile_runs_on_cuda(profile: str) -> None:
-    """Resolved from the matrix file on a machine without a GPU: the cuda profile's actors still ask for one
-    (Ray places them on GPU nodes of a cluster)."""
-    resolved = _profile({"WORKFLOW": "transcribe", "PIPELINE_PROFILE": profile})
+    """Resolved from the matrix file, for machines with and without a GPU (none is needed to run this)."""
+    resolved, _ = _profile({"WORKFLOW": "transcribe", "PIPELINE_PROFILE": profile})
     assert resolved.name == profile
-    expected = 1 if load_matrix().profile(profile).runtime.device == "cuda" else 0
-    assert actor_options(resolved) == {"num_cpus": 1, "num_gpus": expected}
-    assert "cuda" in load_matrix().profiles and actor_options(load_matrix().profile("cuda"))["num_gpus"] == 1
+    cuda = load_matrix().profile(profile).runtime.device == "cuda"
+    # A machine with a GPU: the cuda profile's actors each hold one, wherever Ray places them.
+    assert actor_options(resolved, 1, joined=True) == {"num_cpus": 1, "num_gpus": 1 if cuda else 0}
+    # This machine alone: its CPU, as a single run of the cuda profile here falls back to it.
+    assert actor_options(resolved, 0, joined=False) == {"num_cpus": 1, "num_gpus": 0}
+    if cuda:  # joining a cluster from here would plan GPU jobs for a CPU
+        with pytest.raises(PipelineError, match=r"needs a GPU, and this machine has none.*GPU node"):
+            actor_options(resolved, 0, joined=True)
+    else:
+        assert actor_options(resolved, 0, joined=True)["num_gpus"] == 0
 
 
 @pytest.mark.parametrize(
