@@ -9,9 +9,9 @@ their first unfinished stage. One long-lived actor per device (`cluster.JobRunne
 |-----------------------------------------|-------------------------------------------------------------------|
 | a bad file (not media, no audio, ...)   | its one-line error in the table; the others go on; exit 1         |
 | a stage fails (ASR chain exhausted ...) | the job stays resumable at that stage; reported; exit 1           |
-| a Ray worker (actor) process dies       | a new actor takes its place, the file is retried (`retries`)      |
+| a Ray worker process dies, or its node  | a new actor takes its place, the file is retried (`retries`)      |
 | the job is run elsewhere (its lock)     | waited for, never run twice; its result is reported               |
-| Ctrl-C                                  | running jobs are stopped as a single run's Ctrl-C stops them      |
+| Ctrl-C, SIGTERM, SIGHUP                 | running jobs are stopped as a single run's Ctrl-C stops them      |
 """
 
 from __future__ import annotations
@@ -58,6 +58,15 @@ def default_workers(ray: Any, options: Mapping[str, Any]) -> int:
     if options.get("num_gpus"):
         return max(1, int(total.get("GPU", 0) // options["num_gpus"]))
     return max(1, int(total.get("CPU", 1) // max(options.get("num_cpus", 1), 1)))
+
+
+def run_settings(options: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, str]:
+    """What each job's run is given on top of its own settings: a CPU actor's ASR worker decodes with the actor's
+    CPUs, as Ray means them (several workers each taking every core of a node slow each other down), unless the
+    user chose WHISPER_THREADS. A run setting, recorded as such in the manifest: the job stays a single run's."""
+    if options.get("num_gpus") or "WHISPER_THREADS" in overrides or "WHISPER_THREADS" in os.environ:
+        return {}
+    return {"WHISPER_THREADS": str(int(options.get("num_cpus", 1)))}
 
 
 def _profile(overrides: Mapping[str, str]) -> tuple[Any, int]:
@@ -110,7 +119,9 @@ def run_batch(
                     todo.append(index)
             if todo:
                 ray = ray or _connect(address)
-                _on_ray(_Run(items, rows, out_root, retries, options, display, result, ray=ray), todo, workers)
+                settings = run_settings(options, overrides)
+                batch = _Run(items, rows, out_root, retries, options, display, result, settings, ray=ray)
+                _on_ray(batch, todo, workers)
     finally:
         display.close()
         if ray is not None:
@@ -132,7 +143,7 @@ def _map_starting_ray(
 ) -> tuple[list[Item], Any]:
     """Map the files to their jobs in a thread; Ray starts (in this, the main thread) as soon as one job needs
     running, while the others are still being prepared. Nothing to run (a re-run): Ray is never started."""
-    needed, settled = threading.Event(), threading.Event()
+    needed, settled, cancel = threading.Event(), threading.Event(), threading.Event()
     outcome: list[Any] = []
 
     def work() -> None:
@@ -141,7 +152,7 @@ def _map_starting_ray(
 
     def mapper() -> None:
         try:
-            outcome.append(map_jobs(paths, workflow, overrides, out_root, on_work=work))
+            outcome.append(map_jobs(paths, workflow, overrides, out_root, on_work=work, cancel=cancel))
         except BaseException as exc:  # re-raised in the main thread
             outcome.append(exc)
         finally:
@@ -149,11 +160,14 @@ def _map_starting_ray(
 
     thread = threading.Thread(target=mapper, name="batch-map", daemon=True)
     thread.start()
-    settled.wait()
-    ray = _connect(address) if needed.is_set() else None
+    ray = None
     try:
+        settled.wait()
+        ray = _connect(address) if needed.is_set() else None
         thread.join()
-    except BaseException:
+    except BaseException:  # Ctrl-C: no new job is prepared; those being prepared are finished (or removed)
+        cancel.set()
+        thread.join()
         if ray is not None:
             ray.shutdown()
         raise
@@ -201,6 +215,7 @@ class _Run:
     options: dict[str, Any]
     display: Display
     result: BatchResult
+    settings: dict[str, str] = field(default_factory=dict)  # each run's own (`run_settings`)
     queue: list[tuple[float, int]] = field(default_factory=list)  # (not before, row)
     pool: list[_Actor] = field(default_factory=list)
     ray: Any = None
@@ -248,9 +263,9 @@ def _step(run: _Run) -> None:
         row = run.rows[index]
         actor.job, row.state, row.worker, row.node = index, "running", actor.label, actor.info.get("node", "")
         row.attempts += 1
-        actor.call = actor.handle.run.remote(str(run.items[index].folder), str(run.out_root))
+        actor.call = actor.handle.run.remote(str(run.items[index].folder), str(run.out_root), run.settings)
         run.display.workers[actor.label] = row.file
-        run.display.event(row, "started")
+        run.display.event(row, "started", actor.label)
     calls = [a.call for a in pool if a.call is not None]
     done = ray.wait(calls, num_returns=1, timeout=0.5)[0] if calls else []
     for actor in [a for a in pool if a.call is not None and a.call in done]:

@@ -104,7 +104,7 @@ class JobRunner:
             "gpus": [str(g) for g in ray.get_gpu_ids()],
         }
 
-    def run(self, folder: str, out_root: str) -> dict[str, Any]:
+    def run(self, folder: str, out_root: str, settings: dict[str, str]) -> dict[str, Any]:
         from pipeline import jobs, workflow
         from pipeline.errors import Interrupted
 
@@ -115,7 +115,7 @@ class JobRunner:
         if jobs.runner_alive(Path(folder)):  # another batch or `pipeline run` has it: never run a job twice
             return {"state": "busy", "error": None, "wall_s": 0.0}
         try:
-            workflow.run(folder, {}, out_root=Path(out_root))
+            workflow.run(folder, settings, out_root=Path(out_root))
         except Interrupted:
             state = "interrupted"
         except PipelineError as exc:

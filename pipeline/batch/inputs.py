@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -138,10 +139,11 @@ def map_jobs(
     *,
     threads: int = 4,
     on_work: Callable[[], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[Item]:
     """Each media file's job: an existing one with the same key, else a new one (`workflow.prepare`, which
     rejects a bad file with its one-line error; the other files go on). `on_work` is called once a job is
-    known to need running (the caller starts Ray meanwhile)."""
+    known to need running (the caller starts Ray meanwhile); once `cancel` is set, no more jobs are prepared."""
     from pipeline.workflow import prepare
 
     flags = {k: v for k, v in overrides.items() if k not in config_mod.JOB_KEYS}
@@ -153,6 +155,9 @@ def map_jobs(
             (item.folder, finished), item.found = known[key], True
             item.job_id = item.folder.name
         else:
+            if cancel is not None and cancel.is_set():
+                item.error = "interrupted before its job was prepared"
+                return
             try:
                 item.job_id, item.folder = prepare(item.media, {"WORKFLOW": workflow, **overrides}, out_root)
             except PipelineError as exc:

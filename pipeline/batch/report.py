@@ -139,12 +139,12 @@ class Display:
             f"ETA {_clock(self.eta())}"
         )
 
-    def event(self, row: Row, what: str) -> None:
-        """A file started or ended: plain mode prints one line; the live panel is redrawn."""
+    def event(self, row: Row, what: str, where: str = "") -> None:
+        """A file started or ended (on the worker `where`): one line; the live panel is redrawn."""
         if self.started is None:
             self.started = time.monotonic()
         detail = f" ({row.error})" if row.error and row.state in FAILED_STATES else ""
-        line = f"pipeline: {self.status()}; {what} {Path(row.file).name}{detail}"
+        line = f"pipeline: {self.status()}; {what} {Path(row.file).name}" + (f" on {where}" if where else detail)
         if self._live is None:
             print(line, file=self.stream, flush=True)
         else:  # above the live panel, which stays at the bottom
