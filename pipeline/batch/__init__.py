@@ -119,8 +119,9 @@ def run_batch(
                     todo.append(index)
             if todo:
                 ray = ray or _connect(address)
-                batch = _Run(items, rows, out_root, retries, options, display, result, ray=ray)
-                _on_ray(batch, todo, workers, overrides, local=address is None)
+                settings = run_settings(options, overrides)
+                batch = _Run(items, rows, out_root, retries, options, display, result, settings, ray=ray)
+                _on_ray(batch, todo, workers)
     finally:
         display.close()
         if ray is not None:
@@ -221,7 +222,7 @@ class _Run:
     runner: Any = None
 
 
-def _on_ray(run: _Run, todo: list[int], workers: int | None, overrides: Mapping[str, str], *, local: bool) -> None:
+def _on_ray(run: _Run, todo: list[int], workers: int | None) -> None:
     from pipeline.batch.cluster import JobRunner
 
     ray = run.ray
@@ -229,9 +230,6 @@ def _on_ray(run: _Run, todo: list[int], workers: int | None, overrides: Mapping[
         raise PipelineError("the Ray cluster has no GPU for this batch's profile; allowed: a cluster with GPU nodes")
     run.runner = ray.remote(max_restarts=0, max_concurrency=1)(JobRunner)
     count = min(workers or default_workers(ray, run.options), len(todo))
-    if local and not run.options["num_gpus"]:  # fewer actors than CPUs here: each gets its share of them
-        run.options = {**run.options, "num_cpus": max(1, int(ray.cluster_resources().get("CPU", 1)) // count)}
-    run.settings = run_settings(run.options, overrides)
     run.queue = [(0.0, i) for i in todo]
     # Again after ray.init, whose core installs its own SIGTERM handler in the driver (it would exit at once).
     with contextlib.redirect_stdout(sys.stderr), _stop_signals():
