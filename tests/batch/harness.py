@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def env() -> dict[str, str]:
         HF_HUB_OFFLINE="1",
         PYANNOTE_METRICS_ENABLED="false",
         RAY_USAGE_STATS_ENABLED="0",
+        **{MARK: _mark["value"]},
     )
 
 
@@ -110,22 +112,24 @@ def ray_processes(marker: str) -> list[psutil.Process]:
     return found
 
 
-RAY_NAMES = ("raylet", "gcs_server", "ray::", "default_worker.py", "dashboard", "runtime_env", "log_monitor")
+MARK = "PIPELINE_BATCH_TEST"  # in the environment of every process a test starts, Ray's own included
+_mark = {"value": ""}
 
 
 @pytest.fixture(autouse=True)
 def no_ray_left() -> Iterator[None]:
-    """Every Ray process a test started (its batch's local instance, its cluster's nodes) is gone at its end.
-    Any left over is killed, by pid, and fails the test."""
-    started = time.time() - 1
+    """Every process a test started (its batch's local Ray instance, its cluster's nodes, their workers) is gone
+    at its end: found by a mark in their environment, which Ray's daemons and workers inherit, so a test running
+    beside it (pytest -n) is never taken for its own. Any left over is killed, by pid, and fails the test."""
+    _mark["value"] = mark = uuid.uuid4().hex
     yield
 
     def ours() -> list[psutil.Process]:
         found = []
-        for proc in psutil.process_iter(["cmdline", "create_time"]):
-            cmd = " ".join(proc.info["cmdline"] or ())
-            if proc.info["create_time"] >= started and any(n in cmd for n in RAY_NAMES):
-                found.append(proc)
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(MARK) == mark:
+                    found.append(proc)
         return found
 
     deadline = time.monotonic() + 30  # Ray's processes take a moment to follow their driver
@@ -133,6 +137,6 @@ def no_ray_left() -> Iterator[None]:
         time.sleep(0.5)
     left = ours()
     for proc in left:
-        with contextlib.suppress(psutil.NoSuchProcess):
+        with contextlib.suppress(psutil.Error):
             proc.kill()
-    assert not left, f"Ray processes outlived the test: {[' '.join(p.cmdline()[:2]) for p in left]}"
+    assert not left, f"processes outlived the test: {[p.pid for p in left]}"
