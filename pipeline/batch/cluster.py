@@ -85,9 +85,9 @@ class JobRunner:
     extract), so a backend crash costs that file's attempt, not this actor."""
 
     def __init__(self, threads: str | None = None) -> None:
-        # Ray sets OMP_NUM_THREADS to an actor's CPUs; the job's ASR worker would inherit it, and CTranslate2
-        # decodes differently with another thread count (a comma here and there): run it as the driver's
-        # environment would, so a batch gives the outputs single runs give.
+        # Ray sets OMP_NUM_THREADS to an actor's CPUs; the job's ASR worker would inherit it, and with it a
+        # transcript lost a comma (WHISPER_THREADS=1 changed nothing): the driver's value, so that a batch gives
+        # the outputs single runs give.
         if threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
@@ -110,10 +110,10 @@ class JobRunner:
 
         start = time.monotonic()
         state, error = "done", None
-        # In this worker's Ray log (on its node): which job ran where, beside the job's own stage lines.
-        print(f"pipeline: batch: job {Path(folder).name} on {socket.gethostname()} pid {os.getpid()}", file=sys.stderr)
         if jobs.runner_alive(Path(folder)):  # another batch or `pipeline run` has it: never run a job twice
             return {"state": "busy", "error": None, "wall_s": 0.0}
+        # In this worker's Ray log (on its node): which job ran where, beside the job's own stage lines.
+        print(f"pipeline: batch: job {Path(folder).name} on {socket.gethostname()} pid {os.getpid()}", file=sys.stderr)
         try:
             workflow.run(folder, settings, out_root=Path(out_root))
         except Interrupted:
