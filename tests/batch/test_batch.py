@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,14 @@ def _done(manifest: dict) -> bool:
 def test_a_batch_makes_the_jobs_single_runs_make_reports_a_bad_file_and_skips_them_when_run_again(
     clips: Path, tmp_path: Path
 ) -> None:
-    (clips / "broken.wav").write_bytes(os.urandom(4096))  # a media name, not media
+    (clips / "broken.wav").write_bytes(b"not a RIFF header, nor any media\n" * 128)  # a media name, not media
     truncated = clips / "truncated.wav"  # a real WAV header, the samples cut off
     truncated.write_bytes((LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav").read_bytes()[:44])
+    silent = clips / "no-audio.mp4"  # a real video without an audio stream
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=navy:s=64x64:r=5", "-t", "1", "-an", str(silent)],
+        check=True,
+    )
     notes = tmp_path / "notes.txt"  # named explicitly: taken, and reported
     notes.write_text("not media\n")
     out = tmp_path / "out"
@@ -48,18 +54,20 @@ def test_a_batch_makes_the_jobs_single_runs_make_reports_a_bad_file_and_skips_th
         "sense_and_sensibility_01_austen_64kb-0890.wav",
         "broken.wav",
         "truncated.wav",
+        "no-audio.mp4",
         "notes.txt",
     }, "a folder gives its media files (not its poster), an explicit file is taken whatever its name"
-    for bad in ("broken.wav", "truncated.wav", "notes.txt"):
+    for bad in ("broken.wav", "truncated.wav", "no-audio.mp4", "notes.txt"):
         assert table[bad]["state"] == "failed" and not table[bad]["job_id"], table[bad]
         assert "\n" not in table[bad]["error"] and bad in table[bad]["error"], table[bad]["error"]
     assert "not a media file" in table["broken.wav"]["error"]
+    assert "audio" in table["no-audio.mp4"]["error"], table["no-audio.mp4"]["error"]
     good = [name for name, row in table.items() if row["state"] == "done"]
     assert len(good) == 4
     for name in good:
         row = table[name]
         assert row["backend"] == "faster-whisper" and row["rtf"] > 0 and row["peak_mb"] > 0, row
-    assert "4 file(s) failed" not in first.stderr and "3 of 7 file(s) failed" in first.stderr
+    assert first.stderr.endswith("pipeline: error: 4 of 8 file(s) failed (see the table)\n")
 
     # The same jobs as `pipeline transcribe` one by one: same files, same bytes.
     batch_jobs = manifests(out)
@@ -81,7 +89,7 @@ def test_a_batch_makes_the_jobs_single_runs_make_reports_a_bad_file_and_skips_th
     again = pipeline("batch", str(clips), str(notes), *OPTIONS, "--out", str(out), "--json", check=1)
     table = rows(again)
     assert all(table[name]["state"] == "done" and table[name]["earlier"] for name in good), table
-    assert all(table[bad]["state"] == "failed" for bad in ("broken.wav", "truncated.wav", "notes.txt"))
+    assert all(table[bad]["state"] == "failed" for bad in ("broken.wav", "truncated.wav", "no-audio.mp4", "notes.txt"))
     assert "started" not in again.stderr
     after = manifests(out)
     assert {name: json.dumps(m["stages"], sort_keys=True) for name, m in after.items()} == before
