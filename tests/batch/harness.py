@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ def env() -> dict[str, str]:
         HF_HUB_OFFLINE="1",
         PYANNOTE_METRICS_ENABLED="false",
         RAY_USAGE_STATS_ENABLED="0",
+        RAY_TMPDIR=_mark["tmp"],
         **{MARK: _mark["value"]},
     )
 
@@ -113,7 +115,7 @@ def ray_processes(marker: str) -> list[psutil.Process]:
 
 
 MARK = "PIPELINE_BATCH_TEST"  # in the environment of every process a test starts, Ray's own included
-_mark = {"value": ""}
+_mark = {"value": "", "tmp": tempfile.gettempdir()}
 
 
 @pytest.fixture(autouse=True)
@@ -122,6 +124,8 @@ def no_ray_left() -> Iterator[None]:
     at its end: found by a mark in their environment, which Ray's daemons and workers inherit, so a test running
     beside it (pytest -n) is never taken for its own. Any left over is killed, by pid, and fails the test."""
     _mark["value"] = mark = uuid.uuid4().hex
+    # The local Ray instances' session folders, removed with the test (short: Ray's socket paths are limited).
+    _mark["tmp"] = scratch = tempfile.mkdtemp(prefix="rbt", dir="/tmp")
     yield
 
     def ours() -> list[psutil.Process]:
@@ -139,4 +143,5 @@ def no_ray_left() -> Iterator[None]:
     for proc in left:
         with contextlib.suppress(psutil.Error):
             proc.kill()
+    shutil.rmtree(scratch, ignore_errors=True)
     assert not left, f"processes outlived the test: {[p.pid for p in left]}"

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,14 @@ from .harness import TIMEOUT, env, manifests, pipeline, rows, start, wait_for
 from .test_batch import _done
 
 RAY = str(Path(sys.executable).parent / "ray")
+
+
+def _alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _free_port() -> int:
@@ -63,6 +72,9 @@ def cluster() -> Iterator[tuple[str, Path, int]]:
         for group in groups:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(group) for group in groups):
+            time.sleep(0.2)  # a dying daemon may still write into its folder
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
 
