@@ -26,6 +26,7 @@ _FLAGS = {
     "formats": "SUBTITLE_FORMATS",
     "mux": "SUBTITLE_MUX",
     "initial_prompt": "WHISPER_INITIAL_PROMPT",
+    "speakers": "DIARIZATION",
 }
 
 
@@ -60,6 +61,7 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--formats", help="subtitle formats: srt,vtt")
     parser.add_argument("--mux", help="auto, off, mp4 or mkv: soft subtitles muxed into the video")
     parser.add_argument("--initial-prompt", help="text that primes the decoder (e.g. Devanagari for Hindi)")
+    parser.add_argument("--speakers", metavar="auto|N|off", help="label who speaks: auto, a known count, or off")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key (repeatable)")
     _out_option(parser)
 

@@ -20,6 +20,7 @@ from pipeline.config_values import (
     BACKENDS,
     COMPUTE_TYPES,
     DEVICES,
+    MAX_SPEAKERS,
     MUX_MODES,
     WORKFLOWS,
     _bool,
@@ -33,6 +34,7 @@ from pipeline.config_values import (
     _model,
     _or_auto,
     _path,
+    _speakers,
     _text,
 )
 from pipeline.errors import PipelineError
@@ -164,6 +166,24 @@ KEYS: tuple[Key, ...] = (
         "auto",
         "speech windows (30 s, after VAD) that vote on the language when SOURCE_LANGUAGE=auto",
     ),
+    # Who spoke (issue 14): the speakers stage after transcribe, off by default (pipeline.speakers).
+    Key("DIARIZATION", "diarization", _speakers, "off", "speaker labels: off, auto (count found), or the count"),
+    Key(
+        "DIARIZATION_THRESHOLD",
+        "diarization_threshold",
+        _float_range(0.05, 2),
+        "0.5",
+        "clustering distance threshold with DIARIZATION=auto: higher finds fewer speakers",
+    ),
+    Key("DIARIZATION_MIN_SPEAKERS", "diarization_min_speakers", _int_range(1, MAX_SPEAKERS), "1", "fewest speakers"),
+    Key("DIARIZATION_MAX_SPEAKERS", "diarization_max_speakers", _int_range(1, MAX_SPEAKERS), "20", "most speakers"),
+    Key(
+        "DIARIZATION_MODEL_DIR",
+        "diarization_model_dir",
+        _path,
+        "",
+        "a folder with segmentation.onnx and embedding.onnx; empty: `pipeline models install speakers`",
+    ),
 )
 BY_NAME = {key.name: key for key in KEYS}
 
@@ -204,6 +224,11 @@ class Config:
     hotwords: str = ""
     repetition_filter: bool | None = None
     language_detection_segments: int | None = None
+    diarization: str = "off"  # off, auto or a speaker count
+    diarization_threshold: float = 0.5
+    diarization_min_speakers: int = 1
+    diarization_max_speakers: int = 20
+    diarization_model_dir: str = ""
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_env(self) -> dict[str, str]:

@@ -270,6 +270,7 @@ def translate(ctx: Context) -> dict[str, Any]:
                 # Speech -> English runs an ASR worker (pipeline.asr.isolation): here in the stage's own thread,
                 # where Ctrl-C stops it at once, before the text routes that start from its track.
                 track, facts["speech_translation"] = _speech(ctx, "translate", hop.src, "speech -> en")
+                track = _speakers_of(ctx, track)
                 made.pop(hop.tgt).set_result(replace(track, language=hop.tgt, task="translate"))
     with stage_bar("translate", len(routes), "tracks") as bar, ThreadPoolExecutor(_MT_THREADS) as pool:
         bar.update_to(len(done))
@@ -292,6 +293,18 @@ def translate(ctx: Context) -> dict[str, Any]:
     facts["resumed"] = done
     facts["outputs"] = [ctx.output(r.target, ext).name for r in routes for ext in ("json", "txt")]
     return facts
+
+
+def speakers(ctx: Context) -> dict[str, Any]:
+    from pipeline.speakers.stage import run
+
+    return run(ctx)  # who spoke when (DIARIZATION), labelled in the source transcript
+
+
+def _speakers_of(ctx: Context, track: Transcript) -> Transcript:
+    from pipeline.speakers.stage import label_track
+
+    return label_track(ctx.work, track)  # the speakers stage's turns, where it ran
 
 
 _MT_THREADS = min(8, max(2, os.cpu_count() or 1))  # a route per core: Apertium and CTranslate2 are CPU-bound
@@ -393,6 +406,7 @@ STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "probe": probe,
     "extract": extract,
     "transcribe": transcribe,
+    "speakers": speakers,
     "translate": translate,
     "subtitles": subtitles,
     "mux": mux,

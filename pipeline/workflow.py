@@ -96,6 +96,9 @@ def _plan(cfg: config_mod.Config) -> Plan:
         # Targets that others pivot through come first, so a pivot is translated once.
         order = sorted(planned.values(), key=lambda r: (len(r.hops), r.target != "en"))
         routes = [r.to_dict() for r in order]
+    from pipeline.speakers import stage as speakers_stage
+
+    speakers_stage.check(cfg)  # diarization settings and models, before anything is written
     # Resolve the primary model now: a missing model is an error at prepare time, not halfway through a run.
     from pipeline import models
 
@@ -116,6 +119,8 @@ def prepare(
         cli["MEDIA"] = str(media_path)
     cfg = config_mod.load(cli=cli)
     plan = _plan(cfg)
+    from pipeline.speakers import stage as speakers_stage
+
     out_root = out_root or jobs.default_out_root()
     source = cfg.source_language if cfg.source_language != "auto" else "xxx"  # a detected code: 2-3 letters
     languages = [source, *(r["target"] for r in plan.routes)]
@@ -140,7 +145,7 @@ def prepare(
             job_id,
             cfg.workflow,
             cfg.media,
-            list(WORKFLOW_STAGES[cfg.workflow]),
+            speakers_stage.stages(WORKFLOW_STAGES[cfg.workflow], cfg.diarization != "off"),
             profile=plan.profile,
             model=plan.model,
             chain=[c.__dict__ for c in plan.chain],

@@ -23,6 +23,7 @@ class Word:
     end: float
     text: str
     probability: float | None = None
+    speaker: str | None = None  # SPEAKER_00 ... once the speakers stage has run (pipeline.speakers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Segment:
     # worker, then dropped (None) before the transcript is written.
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    speaker: str | None = None  # SPEAKER_00 ... once the speakers stage has run (pipeline.speakers)
 
     def shifted(self, offset: float) -> Segment:
         words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in self.words)
@@ -72,6 +74,9 @@ class Transcript:
             for key in ("avg_logprob", "no_speech_prob"):
                 if segment[key] is None:
                     del segment[key]
+            for item in (segment, *segment["words"]):  # a speaker only where the speakers stage gave one
+                if item.get("speaker", "") is None:
+                    del item["speaker"]
         return data
 
     @classmethod
@@ -84,6 +89,7 @@ class Transcript:
                 words=tuple(Word(**w) for w in s.get("words", ())),
                 avg_logprob=s.get("avg_logprob"),
                 no_speech_prob=s.get("no_speech_prob"),
+                speaker=s.get("speaker"),
             )
             for s in data["segments"]
         )
