@@ -88,3 +88,50 @@ def read_rttm(path: Path) -> list[Turn]:
             start, length = float(parts[3]), float(parts[4])
             turns.append(Turn(start, start + length, parts[7]))
     return turns
+
+
+def der(reference: list[Turn], hypothesis: list[Turn], collar: float = 0.25) -> float:
+    """Diarization error rate: pyannote.metrics' where it is installed, else the same definition here (10 ms
+    frames; a `collar` around every reference boundary, half before and half after it, not scored, as pyannote
+    counts it: the stricter reading of "collar 0.25 s"; the optimal one-to-one mapping of hypothesis to reference
+    speakers)."""
+    try:
+        from pyannote.core import Annotation, Segment
+        from pyannote.metrics.diarization import DiarizationErrorRate
+    except ImportError:
+        return _der(reference, hypothesis, collar)
+    ref, hyp = Annotation(), Annotation()
+    for i, t in enumerate(reference):
+        ref[Segment(t.start, t.end), i] = t.speaker
+    for i, t in enumerate(hypothesis):
+        hyp[Segment(t.start, t.end), i] = t.speaker
+    return float(DiarizationErrorRate(collar=collar)(ref, hyp))
+
+
+def _der(reference: list[Turn], hypothesis: list[Turn], collar: float) -> float:
+    from scipy.optimize import linear_sum_assignment
+
+    step = 0.01
+    end = max(t.end for t in [*reference, *hypothesis])
+    frames = int(end / step) + 1
+
+    def activity(turns: list[Turn]) -> tuple[list[str], np.ndarray]:
+        names = sorted({t.speaker for t in turns})
+        active = np.zeros((len(names), frames), dtype=bool)
+        for t in turns:
+            active[names.index(t.speaker), int(round(t.start / step)) : int(round(t.end / step))] = True
+        return names, active
+
+    _, ref = activity(reference)
+    _, hyp = activity(hypothesis)
+    scored = np.ones(frames, dtype=bool)
+    for t in reference:
+        for edge in (t.start, t.end):
+            scored[max(0, int(round((edge - collar / 2) / step))) : int(round((edge + collar / 2) / step))] = False
+    ref, hyp = ref[:, scored], hyp[:, scored]
+    n_ref, n_hyp = ref.sum(axis=0), hyp.sum(axis=0)
+    overlap = ref.astype(int) @ hyp.T.astype(int)  # frames where both talk, per (reference, hypothesis) pair
+    rows, cols = linear_sum_assignment(-overlap)
+    correct = overlap[rows, cols].sum()
+    error = np.maximum(n_ref, n_hyp).sum() - correct
+    return float(error / max(n_ref.sum(), 1))
