@@ -119,7 +119,7 @@ def _der(reference: list[Turn], hypothesis: list[Turn], collar: float) -> float:
         names = sorted({t.speaker for t in turns})
         active = np.zeros((len(names), frames), dtype=bool)
         for t in turns:
-            active[names.index(t.speaker), int(round(t.start / step)) : int(round(t.end / step))] = True
+            active[names.index(t.speaker), round(t.start / step) : round(t.end / step)] = True
         return names, active
 
     _, ref = activity(reference)
@@ -127,7 +127,7 @@ def _der(reference: list[Turn], hypothesis: list[Turn], collar: float) -> float:
     scored = np.ones(frames, dtype=bool)
     for t in reference:
         for edge in (t.start, t.end):
-            scored[max(0, int(round((edge - collar / 2) / step))) : int(round((edge + collar / 2) / step))] = False
+            scored[max(0, round((edge - collar / 2) / step)) : round((edge + collar / 2) / step)] = False
     ref, hyp = ref[:, scored], hyp[:, scored]
     n_ref, n_hyp = ref.sum(axis=0), hyp.sum(axis=0)
     overlap = ref.astype(int) @ hyp.T.astype(int)  # frames where both talk, per (reference, hypothesis) pair

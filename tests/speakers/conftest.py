@@ -44,3 +44,29 @@ def diarize(speaker_models: tuple[Path, Path], tmp_path: Path):  # type: ignore[
         return relabel(outcome.turns)
 
     return run
+
+
+MODEL = os.environ.get("PIPELINE_TEST_MODEL", load_matrix().defaults["test_model"])
+
+
+@pytest.fixture
+def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """`python -m pipeline ARGS` as a user runs it, in a private out/ root; returns (process, out root)."""
+    import subprocess
+    import sys
+
+    out_root = tmp_path / "out"
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        environ = os.environ | {
+            "PIPELINE_PROFILE": PROFILE.name,
+            "WHISPER_MODEL": MODEL,
+            "PIPELINE_OUT": str(out_root),
+            "HF_HUB_OFFLINE": "1",
+            **(env or {}),
+        }
+        argv = [sys.executable, "-m", "pipeline", *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=1800)
+
+    run.out = out_root  # type: ignore[attr-defined]
+    return run

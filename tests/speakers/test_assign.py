@@ -64,4 +64,3 @@ def test_speakers_survive_the_transcript_json_and_are_absent_when_not_diarized()
     labelled = assign(plain, [Turn(0.0, 1.0, "SPEAKER_00")])
     again = Transcript.from_dict(labelled.to_dict())
     assert again.segments[0].speaker == "SPEAKER_00" and again.segments[0].words[0].speaker == "SPEAKER_00"
-
