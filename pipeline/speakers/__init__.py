@@ -52,6 +52,7 @@ class DiarizationRequest:
     min_speakers: int = 1
     max_speakers: int = 20
     threads: int = 0  # 0: all cores
+    chunk_seconds: float = 300.0  # audio diarized at a time: bounds the worker's memory whatever the length
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

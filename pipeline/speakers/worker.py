@@ -26,6 +26,7 @@ from pipeline.speakers import DiarizationRequest
 # sherpa-onnx drops turns shorter than this, and bridges pauses shorter than that, within a speaker (its defaults)
 MIN_DURATION_ON = 0.3
 MIN_DURATION_OFF = 0.5
+EMBED_SECONDS = 30.0  # of a speaker's speech in a chunk, to link it to the same voice in other chunks
 
 
 def _lifeline() -> None:
@@ -53,49 +54,135 @@ def _events() -> IO[str]:
     return stream
 
 
-def _diarizer(request: DiarizationRequest, clusters: int) -> Any:
+def _configs(request: DiarizationRequest, clusters: int) -> tuple[Any, Any]:
     import sherpa_onnx
 
     threads = request.threads or os.cpu_count() or 1
+    embedding = sherpa_onnx.SpeakerEmbeddingExtractorConfig(model=request.embedding, num_threads=threads)
     config = sherpa_onnx.OfflineSpeakerDiarizationConfig(
         segmentation=sherpa_onnx.OfflineSpeakerSegmentationModelConfig(
             pyannote=sherpa_onnx.OfflineSpeakerSegmentationPyannoteModelConfig(model=request.segmentation),
             num_threads=threads,
         ),
-        embedding=sherpa_onnx.SpeakerEmbeddingExtractorConfig(model=request.embedding, num_threads=threads),
+        embedding=embedding,
         clustering=sherpa_onnx.FastClusteringConfig(num_clusters=clusters, threshold=request.threshold),
         min_duration_on=MIN_DURATION_ON,
         min_duration_off=MIN_DURATION_OFF,
     )
     if not config.validate():
         raise SystemExit(f"sherpa-onnx refused the diarization models {request.segmentation}, {request.embedding}")
-    return sherpa_onnx.OfflineSpeakerDiarization(config)
+    return config, embedding
 
 
-def diarize(request: DiarizationRequest, emit: IO[str] | None = None) -> list[tuple[float, float, int]]:
-    """Raw turns (start, end, cluster). A count found outside [min_speakers, max_speakers] is clustered again
-    into the nearest bound."""
-    samples = audio.read_all(request.audio)
-    passes = 0
+Raw = list[tuple[float, float, int]]
 
-    def progress(done: int, total: int) -> int:
-        if emit is not None:
-            emit.write(json.dumps({"event": "progress", "done": done, "total": total, "pass": passes}) + "\n")
-        return 0
 
-    def run(clusters: int) -> list[tuple[float, float, int]]:
-        nonlocal passes
-        passes += 1
-        result = _diarizer(request, clusters).process(samples, callback=progress).sort_by_start_time()
-        return [(float(s.start), float(s.end), int(s.speaker)) for s in result]
-
+def _bounded(request: DiarizationRequest, found: int) -> int | None:
+    """The count to cluster into: the known one, or the nearest bound when the threshold found one outside."""
     if request.num_speakers:
-        return run(request.num_speakers)
-    turns = run(-1)
-    found = len({t[2] for t in turns})
-    if turns and not request.min_speakers <= found <= request.max_speakers:
-        turns = run(min(max(found, request.min_speakers), request.max_speakers))
-    return turns
+        return request.num_speakers if found != request.num_speakers else None
+    wanted = min(max(found, request.min_speakers), request.max_speakers)
+    return wanted if found and wanted != found else None
+
+
+def diarize(request: DiarizationRequest, emit: IO[str] | None = None) -> Raw:
+    """Raw turns (start, end, cluster) of the whole audio.
+
+    The audio is read and diarized one chunk (`chunk_seconds`, cut in a quiet frame) at a time, so memory does
+    not grow with the media's length. Each chunk's speakers get one embedding each (CAM++ over their turns), and
+    those are clustered across chunks into the file's speakers. One chunk is sherpa-onnx's diarization as is,
+    run again into the nearest count when its threshold found one outside [min_speakers, max_speakers]."""
+    import sherpa_onnx
+
+    total = audio.duration(request.audio)
+
+    def progress(at: float) -> None:
+        if emit is not None:
+            emit.write(json.dumps({"event": "progress", "done": round(at, 1), "total": round(total, 1)}) + "\n")
+
+    one_chunk = total <= 1.5 * max(request.chunk_seconds, 20.0)  # audio.chunks keeps such a file whole
+    config, embedding_config = _configs(request, (request.num_speakers or -1) if one_chunk else -1)
+    diarizer = sherpa_onnx.OfflineSpeakerDiarization(config)
+    extractor: Any = None
+    turns: Raw = []
+    voices: list[Any] = []  # one embedding per (chunk, speaker)
+    first_chunk: Any = None
+    for index, chunk in enumerate(audio.chunks(request.audio, request.chunk_seconds)):
+        local = diarizer.process(chunk.samples, callback=_within(chunk, progress)).sort_by_start_time()
+        local_turns = [(float(s.start), float(s.end), int(s.speaker)) for s in local]
+        if index == 1:  # a second chunk: the speakers of each chunk must be linked across them
+            extractor = sherpa_onnx.SpeakerEmbeddingExtractor(embedding_config)
+            turns, voices = _linkable(extractor, first_chunk, turns, 0)  # the first chunk starts at 0
+            first_chunk = None
+        if extractor is None:
+            first_chunk = chunk
+        else:
+            local_turns, local_voices = _linkable(extractor, chunk, local_turns, len(voices))
+            voices += local_voices
+        turns += [(start + chunk.offset, end + chunk.offset, who) for start, end, who in local_turns]
+        progress(chunk.offset + chunk.duration)
+    if extractor is None:  # one chunk: sherpa-onnx's own clustering, bounded by a second pass if need be
+        clusters = _bounded(request, len({t[2] for t in turns}))
+        if clusters is None:
+            return turns
+        config, _ = _configs(request, clusters)
+        samples = audio.read_all(request.audio)
+        result = sherpa_onnx.OfflineSpeakerDiarization(config).process(samples).sort_by_start_time()
+        return [(float(s.start), float(s.end), int(s.speaker)) for s in result]
+    return _link(request, turns, voices)
+
+
+def _within(chunk: audio.Chunk, progress: Any) -> Any:
+    def callback(done: int, count: int) -> int:
+        progress(chunk.offset + chunk.duration * done / max(count, 1))
+        return 0  # go on
+
+    return callback
+
+
+def _linkable(extractor: Any, chunk: audio.Chunk, turns: Raw, first: int) -> tuple[Raw, list[Any]]:
+    """The chunk's turns with its speakers numbered from `first`, and one embedding per speaker, from up to
+    EMBED_SECONDS of its longest turns in the chunk."""
+    import numpy as np
+
+    own = sorted({t[2] for t in turns})
+    voices = []
+    for speaker in own:
+        mine = sorted((t for t in turns if t[2] == speaker), key=lambda t: t[0] - t[1])  # longest first
+        pieces, length = [], 0.0
+        for start, end, _ in mine:
+            pieces.append(chunk.samples[int(start * audio.SAMPLE_RATE) : int(end * audio.SAMPLE_RATE)])
+            length += end - start
+            if length >= EMBED_SECONDS:
+                break
+        stream = extractor.create_stream()
+        stream.accept_waveform(audio.SAMPLE_RATE, np.concatenate(pieces))
+        stream.input_finished()
+        vector = np.asarray(extractor.compute(stream), dtype=np.float32)
+        voices.append(vector / (np.linalg.norm(vector) or 1.0))
+    number = {speaker: first + i for i, speaker in enumerate(own)}
+    return [(start, end, number[who]) for start, end, who in turns], voices
+
+
+def _link(request: DiarizationRequest, turns: Raw, voices: list[Any]) -> Raw:
+    """The chunks' speakers clustered into the file's: by the threshold, or into the known or bounded count."""
+    import numpy as np
+    import sherpa_onnx
+
+    if not voices:
+        return turns
+    matrix = np.stack(voices).astype(np.float32)
+
+    def cluster(count: int) -> list[int]:
+        if len(voices) == 1:
+            return [0]
+        config = sherpa_onnx.FastClusteringConfig(num_clusters=min(count, len(voices)), threshold=request.threshold)
+        return list(sherpa_onnx.FastClustering(config)(matrix))
+
+    labels = cluster(-1 if not request.num_speakers else request.num_speakers)
+    if not request.num_speakers and (count := _bounded(request, len(set(labels)))) is not None:
+        labels = cluster(count)
+    return [(start, end, int(labels[who])) for start, end, who in turns]
 
 
 def main(argv: list[str]) -> None:

@@ -75,3 +75,11 @@ def test_a_crash_before_the_result_is_one_line(diarize) -> None:  # type: ignore
         diarize(clips.FIXTURES / "jfk.wav", argv=[sys.executable, "-c", _CRASH_BEFORE])
     message = str(failed.value)
     assert "\n" not in message and "exit code -6" in message and "loading the models" in message
+
+
+def test_long_media_in_chunks_keeps_each_voice_one_speaker(diarize, turns_clip) -> None:  # type: ignore[no-untyped-def]
+    # 20 s chunks cut the 36 s clip in two: the speakers of each chunk are linked by their voices.
+    path, reference = turns_clip
+    turns = diarize(path, chunk_seconds=20)
+    assert len(speakers(turns)) == 3
+    assert max(max(e) for e in _matched(reference, turns)) <= threshold("turn_change_max")
