@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 SEGMENTATION = "segmentation.onnx"
 EMBEDDING = "embedding.onnx"
@@ -42,7 +43,9 @@ def export_segmentation(checkpoint: Path, target: Path) -> None:
     import torch
     from pyannote.audio import Model
 
-    model = Model.from_pretrained(checkpoint)
+    model: Any = Model.from_pretrained(checkpoint)  # pyannote's types allow None and tuples of specifications
+    if model is None:
+        raise SystemExit(f"pyannote.audio could not load {checkpoint}")
     model.eval()
     spec = model.specifications
     rate = model.audio.sample_rate
