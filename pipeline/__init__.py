@@ -11,16 +11,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
 __all__ = ["Config", "PipelineError", "prepare", "run", "status"]
 
 if TYPE_CHECKING:
+    __version__: str
     from pipeline.config import Config
     from pipeline.errors import PipelineError
     from pipeline.workflow import prepare, run, status
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read when asked: importlib.metadata scans the installed distributions
+        import importlib.metadata
+
+        try:  # one version, pyproject.toml's, as installed; a bare checkout on the path has none to read
+            return importlib.metadata.version("pipeline")
+        except importlib.metadata.PackageNotFoundError:
+            return "0+unknown"
     if name == "Config":
         from pipeline.config import Config
 

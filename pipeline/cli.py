@@ -98,7 +98,8 @@ def _cmd_oneshot(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.workflow import format_status, status
+    from pipeline.cli_status import format_status
+    from pipeline.workflow import status
 
     data = status(args.job, args.out)
     print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else format_status(data))
@@ -141,7 +142,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
         from pipeline import jobs
 
         folder = jobs.locate(args.job, args.out or jobs.default_out_root()) if args.job is not None else None
-        flags = jobs.Manifest.load(folder).data.get("flags") if folder else None
+        flags = jobs.Manifest.load(folder).flags if folder else None
         cfg = config.load(job_dir=folder, job_flags=flags)
         for name, value in cfg.to_env().items():
             print(f"{name}={value}    # {cfg.origins[name]}")

@@ -23,6 +23,12 @@ from pipeline.config_values import (
     MAX_SPEAKERS,
     MUX_MODES,
     WORKFLOWS,
+    Backend,
+    ComputeType,
+    Device,
+    MuxMode,
+    SubtitleFormat,
+    Workflow,
     _bool,
     _choice,
     _float_range,
@@ -45,207 +51,163 @@ JOB_CONFIG = ".env.pipeline"
 
 @dataclass(frozen=True)
 class Key:
+    """One setting as users write it: computed from a `Config` field (its `key(...)` metadata), never written."""
+
     name: str  # the key users write in .env files and the environment
     attr: str  # the Config field
     parse: Callable[[str], Any]
-    default: str
+    default: str  # the default as a .env file would hold it
     help: str
 
 
-KEYS: tuple[Key, ...] = (
-    Key("WORKFLOW", "workflow", _choice(WORKFLOWS), "transcribe", "transcribe, translate or subtitle"),
-    Key("MEDIA", "media", _path, "", "the input media file"),
-    Key("SOURCE_LANGUAGE", "source_language", _language, "auto", "spoken language (ISO 639-1) or auto"),
-    Key("TARGET_LANGUAGES", "target_languages", _languages, "", "comma-separated target languages"),
-    Key("PIPELINE_PROFILE", "profile", _text, "auto", "hardware profile from matrix/profiles.toml, or auto"),
-    Key("WHISPER_BACKEND", "backend", _choice(BACKENDS), "auto", "ASR backend"),
-    Key("WHISPER_MODEL", "model", _model, "auto", "model name (base, large-v3, ...) or folder; auto: profile's"),
-    Key("WHISPER_DEVICE", "device", _choice(DEVICES), "auto", "compute device"),
-    Key(
-        "WHISPER_COMPUTE_TYPE",
-        "compute_type",
-        _choice(COMPUTE_TYPES),
-        "auto",
-        "weights/activations precision",
-    ),
-    Key(
-        "WHISPER_BATCH_SIZE",
-        "batch_size",
-        _or_auto(_int_range(1, 256)),
-        "auto",
-        "ASR windows decoded together; auto: profile's",
-    ),
-    Key("WHISPER_BEAM_SIZE", "beam_size", _int_range(1, 20), "5", "beam search width"),
-    Key("WHISPER_VAD", "vad", _bool, "true", "voice activity detection before ASR"),
-    Key("WHISPER_WORD_TIMESTAMPS", "word_timestamps", _bool, "true", "word timings when the backend has them"),
-    Key("WHISPER_INITIAL_PROMPT", "initial_prompt", _text, "", "text that primes the decoder's style/script"),
-    Key("WHISPER_THREADS", "threads", _int_range(0, 256), "0", "CPU threads per worker, 0: library default"),
-    Key(
-        "ASR_CHUNK_SECONDS",
-        "chunk_seconds",
-        _or_auto(_float_range(30, 7200)),
-        "auto",
-        "seconds of audio per ASR call (the memory bound); auto: profile's",
-    ),
-    Key(
-        "ASR_TIMEOUT",
-        "asr_timeout",
-        _float_range(10, 86400),
-        "1800",
-        "seconds without progress before a worker is killed",
-    ),
-    Key("MODELS_ALLOW_DOWNLOAD", "allow_download", _bool, "false", "allow a hub download of a missing model"),
-    Key("MT_MODEL_DIR", "mt_model_dir", _path, "", "a CTranslate2 NLLB-200/M2M100 folder for text translation"),
-    Key("SUBTITLE_FORMATS", "subtitle_formats", _formats, "srt,vtt", "subtitle files to write"),
-    Key("SUBTITLE_MAX_LINE_CHARS", "max_line_chars", _int_range(16, 120), "42", "characters per subtitle line"),
-    Key("SUBTITLE_MAX_LINES", "max_lines", _int_range(1, 4), "2", "lines per subtitle cue"),
-    Key("SUBTITLE_MAX_CPS", "max_cps", _float_range(5, 60), "17", "reading speed, characters per second"),
-    Key(
-        "SUBTITLE_MUX",
-        "mux",
-        _choice(MUX_MODES),
-        "auto",
-        "soft-subtitle mux into the video (subtitle workflow)",
-    ),
-    Key(
-        "ALIGN_MODEL_DIR",
-        "align_model_dir",
-        _folder,
-        "",
-        "whisperx: a folder holding its wav2vec2 aligner (and nltk's punkt_tab) for word times; empty: Whisper's own",
-    ),
-    # Guards against text that was never said (issue 12). auto: the profile's value ([guards] in the matrix file);
-    # the same names and meaning on every backend (pipeline.asr.guards says how each backend honours them).
-    Key(
-        "WHISPER_NO_SPEECH_THRESHOLD",
-        "no_speech_threshold",
-        _or_auto(_float_range(0, 1)),
-        "auto",
-        "no-speech probability above which a window is silence (when its log prob is also low)",
-    ),
-    Key(
-        "WHISPER_LOG_PROB_THRESHOLD",
-        "log_prob_threshold",
-        _or_auto(_float_range(-20, 0)),
-        "auto",
-        "average token log probability below which a decode is retried hotter, or judged silence (see above)",
-    ),
-    Key(
-        "WHISPER_COMPRESSION_RATIO_THRESHOLD",
-        "compression_ratio_threshold",
-        _or_auto(_float_range(1, 100)),
-        "auto",
-        "gzip compression ratio above which a decode is retried; removed if also unsure, or twice over",
-    ),
-    Key(
-        "WHISPER_CONDITION_ON_PREVIOUS_TEXT",
-        "condition_on_previous_text",
-        _or_auto(_bool),
-        "auto",
-        "prompt each window with the previous one's text (consistent style, but loops can carry on)",
-    ),
-    Key(
-        "WHISPER_HALLUCINATION_SILENCE_THRESHOLD",
-        "hallucination_silence_threshold",
-        _or_auto(_float_range(0, 600)),
-        "auto",
-        "skip silences longer than this (s) around a suspected hallucination, 0: off (needs word timestamps)",
-    ),
-    Key("WHISPER_HOTWORDS", "hotwords", _text, "", 'names and jargon to listen for (e.g. "Nguyen, Kubernetes")'),
-    Key(
-        "WHISPER_REPETITION_FILTER",
-        "repetition_filter",
-        _or_auto(_bool),
-        "auto",
-        "remove loops, repeated segments and known filler hallucinations (pipeline.asr.guards)",
-    ),
-    Key(
-        "WHISPER_LANGUAGE_DETECTION_SEGMENTS",
-        "language_detection_segments",
-        _or_auto(_int_range(1, 20)),
-        "auto",
-        "speech windows (30 s, after VAD) that vote on the language when SOURCE_LANGUAGE=auto",
-    ),
-    # Who spoke (issue 14): the speakers stage after transcribe, off by default (pipeline.speakers).
-    Key("DIARIZATION", "diarization", _speakers, "off", "speaker labels: off, auto (count found), or the count"),
-    Key(
-        "DIARIZATION_THRESHOLD",
-        "diarization_threshold",
-        _float_range(0.05, 2),
-        "0.5",
-        "clustering distance threshold with DIARIZATION=auto: higher finds fewer speakers",
-    ),
-    Key("DIARIZATION_MIN_SPEAKERS", "diarization_min_speakers", _int_range(1, MAX_SPEAKERS), "1", "fewest speakers"),
-    Key("DIARIZATION_MAX_SPEAKERS", "diarization_max_speakers", _int_range(1, MAX_SPEAKERS), "20", "most speakers"),
-    Key(
-        "DIARIZATION_MODEL_DIR",
-        "diarization_model_dir",
-        _path,
-        "",
-        "a folder with segmentation.onnx and embedding.onnx; empty: `pipeline models install speakers`",
-    ),
-)
-BY_NAME = {key.name: key for key in KEYS}
+def key(name: str, parse: Callable[[str], Any], default: Any, help: str) -> Any:
+    """A `Config` field that the setting `name` sets: `parse` reads its text (pipeline.config_values), `default`
+    is the value when no layer sets it (None: "auto", the profile's), `help` is what `pipeline config keys` says."""
+    return field(default=default, metadata={"key": name, "parse": parse, "help": help})
+
+
+def _as_text(value: Any) -> str:
+    """A value as a .env file holds it (what its key's parser reads back)."""
+    if value is None:
+        return "auto"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 @dataclass(frozen=True)
 class Config:
-    workflow: str = "transcribe"
-    media: str = ""
-    source_language: str = "auto"
-    target_languages: tuple[str, ...] = ()
-    profile: str = "auto"
-    backend: str = "auto"
-    model: str = "auto"
-    device: str = "auto"
-    compute_type: str = "auto"
-    batch_size: int | None = None  # None: the profile's (matrix)
-    beam_size: int = 5
-    vad: bool = True
-    word_timestamps: bool = True
-    initial_prompt: str = ""
-    threads: int = 0
-    chunk_seconds: float | None = None  # None: the profile's (matrix)
-    asr_timeout: float = 1800.0
-    allow_download: bool = False
-    mt_model_dir: str = ""
-    subtitle_formats: tuple[str, ...] = ("srt", "vtt")
-    max_line_chars: int = 42
-    max_lines: int = 2
-    max_cps: float = 17.0
-    mux: str = "auto"
-    align_model_dir: str = ""  # whisperx's wav2vec2 aligner, offline (load_align_model's model_dir)
-    # None: the profile's (matrix [guards])
-    no_speech_threshold: float | None = None
-    log_prob_threshold: float | None = None
-    compression_ratio_threshold: float | None = None
-    condition_on_previous_text: bool | None = None
-    hallucination_silence_threshold: float | None = None
-    hotwords: str = ""
-    repetition_filter: bool | None = None
-    language_detection_segments: int | None = None
-    diarization: str = "off"  # off, auto or a speaker count
-    diarization_threshold: float = 0.5
-    diarization_min_speakers: int = 1
-    diarization_max_speakers: int = 20
-    diarization_model_dir: str = ""
+    """Every setting, one field each: the field is the single definition of a key (name, parser, default, help);
+    KEYS below is computed from these. Adding a setting is adding one field here, in the order `config keys` shows."""
+
+    workflow: Workflow = key("WORKFLOW", _choice(WORKFLOWS), "transcribe", "transcribe, translate or subtitle")
+    media: str = key("MEDIA", _path, "", "the input media file")
+    source_language: str = key("SOURCE_LANGUAGE", _language, "auto", "spoken language (ISO 639-1) or auto")
+    target_languages: tuple[str, ...] = key("TARGET_LANGUAGES", _languages, (), "comma-separated target languages")
+    profile: str = key("PIPELINE_PROFILE", _text, "auto", "hardware profile from matrix/profiles.toml, or auto")
+    backend: Backend = key("WHISPER_BACKEND", _choice(BACKENDS), "auto", "ASR backend")
+    model: str = key("WHISPER_MODEL", _model, "auto", "model name (base, large-v3, ...) or folder; auto: profile's")
+    device: Device = key("WHISPER_DEVICE", _choice(DEVICES), "auto", "compute device")
+    compute_type: ComputeType = key(
+        "WHISPER_COMPUTE_TYPE", _choice(COMPUTE_TYPES), "auto", "weights/activations precision"
+    )
+    batch_size: int | None = key(
+        "WHISPER_BATCH_SIZE", _or_auto(_int_range(1, 256)), None, "ASR windows decoded together; auto: profile's"
+    )
+    beam_size: int = key("WHISPER_BEAM_SIZE", _int_range(1, 20), 5, "beam search width")
+    vad: bool = key("WHISPER_VAD", _bool, True, "voice activity detection before ASR")
+    word_timestamps: bool = key("WHISPER_WORD_TIMESTAMPS", _bool, True, "word timings when the backend has them")
+    initial_prompt: str = key("WHISPER_INITIAL_PROMPT", _text, "", "text that primes the decoder's style/script")
+    threads: int = key("WHISPER_THREADS", _int_range(0, 256), 0, "CPU threads per worker, 0: library default")
+    chunk_seconds: float | None = key(
+        "ASR_CHUNK_SECONDS",
+        _or_auto(_float_range(30, 7200)),
+        None,
+        "seconds of audio per ASR call (the memory bound); auto: profile's",
+    )
+    asr_timeout: float = key(
+        "ASR_TIMEOUT", _float_range(10, 86400), 1800.0, "seconds without progress before a worker is killed"
+    )
+    allow_download: bool = key("MODELS_ALLOW_DOWNLOAD", _bool, False, "allow a hub download of a missing model")
+    mt_model_dir: str = key("MT_MODEL_DIR", _path, "", "a CTranslate2 NLLB-200/M2M100 folder for text translation")
+    subtitle_formats: tuple[SubtitleFormat, ...] = key(
+        "SUBTITLE_FORMATS", _formats, ("srt", "vtt"), "subtitle files to write"
+    )
+    max_line_chars: int = key("SUBTITLE_MAX_LINE_CHARS", _int_range(16, 120), 42, "characters per subtitle line")
+    max_lines: int = key("SUBTITLE_MAX_LINES", _int_range(1, 4), 2, "lines per subtitle cue")
+    max_cps: float = key("SUBTITLE_MAX_CPS", _float_range(5, 60), 17.0, "reading speed, characters per second")
+    mux: MuxMode = key(
+        "SUBTITLE_MUX", _choice(MUX_MODES), "auto", "soft-subtitle mux into the video (subtitle workflow)"
+    )
+    align_model_dir: str = key(
+        "ALIGN_MODEL_DIR",
+        _folder,
+        "",
+        "whisperx: a folder holding its wav2vec2 aligner (and nltk's punkt_tab) for word times; empty: Whisper's own",
+    )
+    # Guards against text that was never said (issue 12). None (auto): the profile's value ([guards] in the matrix
+    # file); the same names and meaning on every backend (pipeline.asr.guards says how each backend honours them).
+    no_speech_threshold: float | None = key(
+        "WHISPER_NO_SPEECH_THRESHOLD",
+        _or_auto(_float_range(0, 1)),
+        None,
+        "no-speech probability above which a window is silence (when its log prob is also low)",
+    )
+    log_prob_threshold: float | None = key(
+        "WHISPER_LOG_PROB_THRESHOLD",
+        _or_auto(_float_range(-20, 0)),
+        None,
+        "average token log probability below which a decode is retried hotter, or judged silence (see above)",
+    )
+    compression_ratio_threshold: float | None = key(
+        "WHISPER_COMPRESSION_RATIO_THRESHOLD",
+        _or_auto(_float_range(1, 100)),
+        None,
+        "gzip compression ratio above which a decode is retried; removed if also unsure, or twice over",
+    )
+    condition_on_previous_text: bool | None = key(
+        "WHISPER_CONDITION_ON_PREVIOUS_TEXT",
+        _or_auto(_bool),
+        None,
+        "prompt each window with the previous one's text (consistent style, but loops can carry on)",
+    )
+    hallucination_silence_threshold: float | None = key(
+        "WHISPER_HALLUCINATION_SILENCE_THRESHOLD",
+        _or_auto(_float_range(0, 600)),
+        None,
+        "skip silences longer than this (s) around a suspected hallucination, 0: off (needs word timestamps)",
+    )
+    hotwords: str = key("WHISPER_HOTWORDS", _text, "", 'names and jargon to listen for (e.g. "Nguyen, Kubernetes")')
+    repetition_filter: bool | None = key(
+        "WHISPER_REPETITION_FILTER",
+        _or_auto(_bool),
+        None,
+        "remove loops, repeated segments and known filler hallucinations (pipeline.asr.guards)",
+    )
+    language_detection_segments: int | None = key(
+        "WHISPER_LANGUAGE_DETECTION_SEGMENTS",
+        _or_auto(_int_range(1, 20)),
+        None,
+        "speech windows (30 s, after VAD) that vote on the language when SOURCE_LANGUAGE=auto",
+    )
+    # Who spoke (issue 14): the speakers stage after transcribe, off by default (pipeline.speakers).
+    diarization: str = key("DIARIZATION", _speakers, "off", "speaker labels: off, auto (count found), or the count")
+    diarization_threshold: float = key(
+        "DIARIZATION_THRESHOLD",
+        _float_range(0.05, 2),
+        0.5,
+        "clustering distance threshold with DIARIZATION=auto: higher finds fewer speakers",
+    )
+    diarization_min_speakers: int = key(
+        "DIARIZATION_MIN_SPEAKERS", _int_range(1, MAX_SPEAKERS), 1, "fewest speakers"
+    )
+    diarization_max_speakers: int = key(
+        "DIARIZATION_MAX_SPEAKERS", _int_range(1, MAX_SPEAKERS), 20, "most speakers"
+    )
+    diarization_model_dir: str = key(
+        "DIARIZATION_MODEL_DIR",
+        _path,
+        "",
+        "a folder with segmentation.onnx and embedding.onnx; empty: `pipeline models install speakers`",
+    )
+    # Where each key's value came from ("default", "environment", a file and line ...): not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_env(self) -> dict[str, str]:
         """The config as KEY=value strings, the form `.env.pipeline` files hold."""
-        out = {}
-        for key in KEYS:
-            value = getattr(self, key.attr)
-            if value is None:
-                value = "auto"
-            elif isinstance(value, tuple):
-                value = ",".join(value)
-            elif isinstance(value, bool):
-                value = "true" if value else "false"
-            elif isinstance(value, float):
-                value = f"{value:g}"
-            out[key.name] = str(value)
-        return out
+        return {k.name: _as_text(getattr(self, k.attr)) for k in KEYS}
+
+
+KEYS: tuple[Key, ...] = tuple(
+    Key(f.metadata["key"], f.name, f.metadata["parse"], _as_text(f.default), f.metadata["help"])
+    for f in fields(Config)
+    if "key" in f.metadata
+)
+BY_NAME = {k.name: k for k in KEYS}
 
 
 # Keys that define the job itself: fixed at prepare, never taken from the environment (a stray `MEDIA` or
@@ -256,7 +218,7 @@ JOB_KEYS = frozenset({"WORKFLOW", "MEDIA"})
 def build(layers: Iterable[tuple[str, Mapping[str, str]]]) -> Config:
     """Merge (origin, KEY->raw value) layers, lowest precedence first, and validate every value. Every bad key
     and value is reported, in one line, not only the first."""
-    raw: dict[str, tuple[str, str]] = {key.name: (key.default, "default") for key in KEYS}
+    raw: dict[str, tuple[str, str]] = {}  # KEY -> (text, origin), for the keys some layer sets
     problems: list[str] = []
     for origin, values in layers:
         for name, value in values.items():
@@ -268,17 +230,19 @@ def build(layers: Iterable[tuple[str, Mapping[str, str]]]) -> Config:
                 continue
             raw[name] = (value, origin)
     parsed: dict[str, Any] = {}
-    for key in KEYS:
-        value, origin = raw[key.name]
+    for k in KEYS:
+        if k.name not in raw:  # the field's default, already a value
+            continue
+        value, origin = raw[k.name]
         try:
             if why := envfile.check_text(value):
                 raise ValueError(f"it {why}")
-            parsed[key.attr] = key.parse(value)
+            parsed[k.attr] = k.parse(value)
         except (ValueError, PipelineError) as exc:
-            problems.append(f"{origin}: {key.name}={envfile.shown(value)} is not valid; {exc}")
+            problems.append(f"{origin}: {k.name}={envfile.shown(value)} is not valid; {exc}")
     if problems:
         raise PipelineError(" | ".join(problems))
-    parsed["origins"] = {key.name: raw[key.name][1] for key in KEYS}
+    parsed["origins"] = {k.name: raw[k.name][1] if k.name in raw else "default" for k in KEYS}
     return Config(**parsed)
 
 
@@ -322,6 +286,3 @@ def load(
     if cli:
         layers.append(("command line", cli))
     return build(layers)
-
-
-assert {f.name for f in fields(Config)} - {"origins"} == {key.attr for key in KEYS}, "KEYS and Config disagree"

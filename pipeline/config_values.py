@@ -1,40 +1,41 @@
-"""How a config value is parsed and checked: each `Key` in `pipeline.config.KEYS` names one of these. A parser
+"""How a config value is parsed and checked: each field of `pipeline.config.Config` names one of these. A parser
 takes the raw text (from a file, the environment or a flag) and returns the value, or raises ValueError saying what
 is allowed; `pipeline.config.build` turns that into the one-line error naming the key and where it came from."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 N = TypeVar("N", int, float)
+S = TypeVar("S", bound=str)
 
-WORKFLOWS = ("transcribe", "translate", "subtitle")
-BACKENDS = ("auto", "whisperx", "faster-whisper", "mlx")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-COMPUTE_TYPES = (
-    "auto",
-    "int8",
-    "int8_float16",
-    "int8_float32",
-    "int8_bfloat16",
-    "int16",
-    "float16",
-    "bfloat16",
-    "float32",
-)
-SUBTITLE_FORMATS = ("srt", "vtt")
-MUX_MODES = ("auto", "off", "mp4", "mkv")
+# The closed sets, each defined once: the Literal is the type (mypy), its tuple the allowed values (parsers, errors).
+Workflow = Literal["transcribe", "translate", "subtitle"]
+Backend = Literal["auto", "whisperx", "faster-whisper", "mlx"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+ComputeType = Literal[
+    "auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16", "bfloat16", "float32"
+]
+SubtitleFormat = Literal["srt", "vtt"]
+MuxMode = Literal["auto", "off", "mp4", "mkv"]
 
-def _choice(allowed: Iterable[str]) -> Callable[[str], str]:
-    allowed = tuple(allowed)
+WORKFLOWS: tuple[Workflow, ...] = get_args(Workflow)
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+DEVICES: tuple[Device, ...] = get_args(Device)
+COMPUTE_TYPES: tuple[ComputeType, ...] = get_args(ComputeType)
+SUBTITLE_FORMATS: tuple[SubtitleFormat, ...] = get_args(SubtitleFormat)
+MUX_MODES: tuple[MuxMode, ...] = get_args(MuxMode)
 
-    def parse(raw: str) -> str:
+
+def _choice(allowed: tuple[S, ...]) -> Callable[[str], S]:
+    def parse(raw: str) -> S:
         value = raw.strip().lower()
-        if value not in allowed:
-            raise ValueError(f"allowed: {', '.join(allowed)}")
-        return value
+        for choice in allowed:
+            if value == choice:
+                return choice
+        raise ValueError(f"allowed: {', '.join(allowed)}")
 
     parse.allowed = allowed  # type: ignore[attr-defined]
     return parse
@@ -108,12 +109,12 @@ def _languages(raw: str) -> tuple[str, ...]:
     return tuple(codes)
 
 
-def _formats(raw: str) -> tuple[str, ...]:
-    parts = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
-    bad = [p for p in parts if p not in SUBTITLE_FORMATS]
-    if bad or not parts:
+def _formats(raw: str) -> tuple[SubtitleFormat, ...]:
+    parts = [p.strip().lower() for p in raw.split(",") if p.strip()]
+    formats = tuple(f for p in parts for f in SUBTITLE_FORMATS if p == f)
+    if len(formats) != len(parts) or not parts:
         raise ValueError(f"allowed: a comma-separated list of {', '.join(SUBTITLE_FORMATS)}")
-    return parts
+    return formats
 
 
 def _model(raw: str) -> str:

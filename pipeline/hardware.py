@@ -88,9 +88,9 @@ def resolve_guards(config: Config, profile: Profile) -> dict[str, Any]:
     for name in GUARDS:
         value = getattr(config, name)
         if value is None:
-            if name not in profile.guards:
+            if name not in profile.runtime.guards:
                 raise PipelineError(f"matrix: no [guards] value {name!r} for profile {profile.name!r}")
-            value = profile.guards[name]
+            value = profile.runtime.guards[name]
         values[name] = value
     return values
 
@@ -145,23 +145,26 @@ def _device_for(backend: str, wanted: str, explicit: bool, hw: Hardware) -> tupl
 
 def resolve_chain(config: Config, profile: Profile, hw: Hardware) -> list[Choice]:
     """The backends to try, in order, each with its device and compute type resolved against `hw`."""
-    first = profile.backend if config.backend == "auto" else config.backend
-    backends = [first, *(b for b in profile.chain if b != first)]
-    batch = config.batch_size or profile.batch_size
-    chunk = config.chunk_seconds or profile.chunk_seconds
+    runtime = profile.runtime
+    first = runtime.backend if config.backend == "auto" else config.backend
+    backends = [first, *(b for b in runtime.chain if b != first)]
+    batch = config.batch_size or runtime.batch_size
+    chunk = config.chunk_seconds or runtime.chunk_seconds
     guards = resolve_guards(config, profile)
     choices = []
     for index, backend in enumerate(backends):
-        primary = backend == profile.backend
+        primary = backend == runtime.backend
         explicit_device = config.device != "auto"
+        device: str  # the profile's text, then what the hardware can do
+        compute: str
         if explicit_device:
             device = config.device
         else:
-            device = profile.device if primary else (profile.fallback_device or profile.device)
+            device = runtime.device if primary else (runtime.fallback_device or runtime.device)
         if config.compute_type != "auto" and index == 0:
             compute = config.compute_type
         else:
-            compute = profile.compute_type if primary else (profile.fallback_compute_type or profile.compute_type)
+            compute = runtime.compute_type if primary else (runtime.fallback_compute_type or runtime.compute_type)
         notices = []
         device, notice = _device_for(backend, device, explicit_device and index == 0, hw)
         notices += [notice] if notice else []

@@ -20,17 +20,23 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pipeline import atomic
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.media import MediaInfo
+    from pipeline.mt.routing import Route
+    from pipeline.plan import JobPlan
 
 # At most 9 digits of sequence: ids stay far below NAME_MAX, and an absurd one is "invalid", not ENAMETOOLONG.
 JOB_ID = re.compile(r"^job-(?P<date>\d{8})-(?P<user>[a-z0-9_]{1,32})-(?P<seq>\d{4,9})$")
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-STATES = ("pending", "running", "done", "failed", "interrupted", "skipped")
-LANGUAGE = re.compile(r"^[a-z]{2,3}$")  # what a manifest may name in an output path: ISO 639-1/-3, or "und"
+StageState = Literal["pending", "running", "done", "failed", "interrupted", "skipped"]
+Finished = Literal["done", "skipped"]  # what a stage that returned ends as
+STATES: tuple[StageState, ...] = get_args(StageState)
 
 
 def default_out_root() -> Path:
@@ -114,9 +120,7 @@ class Manifest:
     data: dict[str, Any]
 
     @classmethod
-    def create(
-        cls, folder: Path, job_id: str, workflow: str, media: str, stages: list[str], **extra: Any
-    ) -> Manifest:
+    def create(cls, folder: Path, job_id: str, workflow: str, media: str, stages: list[str], **extra: Any) -> Manifest:
         data = {
             "job_id": job_id,
             "workflow": workflow,
@@ -137,6 +141,8 @@ class Manifest:
         except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
             raise PipelineError(f"cannot read job manifest {path}: {exc}") from None
         # What a job folder holds is input like any other: later code builds paths and runs stages from it.
+        from pipeline.manifest_checks import manifest_problems
+
         if problems := manifest_problems(data):
             raise PipelineError(f"job manifest {path} is not valid: {'; '.join(problems)}")
         return cls(path, data)
@@ -145,23 +151,127 @@ class Manifest:
         try:
             atomic.write_json(self.path, self.data)
         except OSError as exc:  # a full disk, a folder made read-only: one line, and the last good state stays
-            raise PipelineError(
-                f"cannot write job manifest {self.path}: {exc.strerror}", fix=fix_for(exc)
-            ) from None
+            raise PipelineError(f"cannot write job manifest {self.path}: {exc.strerror}", fix=fix_for(exc)) from None
+
+    # --- what the job is -------------------------------------------------------------------------------------
 
     @property
-    def stages(self) -> dict[str, dict[str, Any]]:
-        return self.data["stages"]
+    def job_id(self) -> str:
+        return str(self.data["job_id"])
 
-    def stage(self, name: str) -> dict[str, Any]:
-        return self.stages[name]
+    @property
+    def created(self) -> str:
+        return str(self.data["created"])
 
-    def update(self, name: str, **fields: Any) -> None:
-        self.stages[name].update(fields)
+    @property
+    def flags(self) -> dict[str, str]:
+        """The flags the job was prepared with: they rank above the environment on every run."""
+        return dict(self.data.get("flags", {}))
+
+    @property
+    def media_stat(self) -> tuple[int, int] | None:
+        """(size, mtime_ns) of the media when the job was prepared."""
+        stat = self.data.get("media_stat")
+        if not isinstance(stat, dict):
+            return None
+        size, mtime = stat.get("size"), stat.get("mtime_ns")
+        return (size if isinstance(size, int) else -1), (mtime if isinstance(mtime, int) else -1)
+
+    @property
+    def media_info(self) -> MediaInfo:
+        from dataclasses import fields
+
+        from pipeline.media import MediaInfo
+
+        info = self.data["media_info"]
+        return MediaInfo(**{f.name: info.get(f.name) for f in fields(MediaInfo)})
+
+    def record_media_info(self, info: MediaInfo) -> None:
+        """Saved with the probe stage's record."""
+        self.data["media_info"] = info.to_dict()
+
+    @property
+    def plan(self) -> JobPlan | None:
+        """The job's plan (pipeline.plan); None for a job prepared before plans were kept."""
+        from pipeline.plan import JobPlan
+
+        return JobPlan.from_record(self.data)
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The translation routes (also the plan's), planned at prepare."""
+        from pipeline.mt.routing import Route
+
+        return tuple(Route.from_dict(r) for r in self.data.get("routes", []))
+
+    def record_plan(self, plan: JobPlan) -> None:
+        self.data.update(plan.to_record())
         self.save()
 
-    def first_unfinished(self) -> str | None:
-        return next((n for n, s in self.stages.items() if s["state"] not in ("done", "skipped")), None)
+    @property
+    def language(self) -> str | None:
+        """The spoken language, once the transcribe stage detected it (or was told it)."""
+        return self.data.get("language")
+
+    def record_language(self, language: str) -> None:
+        """Saved with the transcribe stage's record."""
+        self.data["language"] = language
+
+    def record_run(self, overrides: dict[str, Any]) -> None:
+        """The settings this run uses that differ from the job's .env.pipeline, with where each came from."""
+        self.data["run_overrides"] = overrides
+        self.save()
+
+    def record_finished(self, versions: dict[str, str]) -> None:
+        self.data["versions"] = versions
+        self.data["finished"] = _now()
+        self.save()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A copy of the whole record, as `status --json` prints it."""
+        return json.loads(json.dumps(self.data))
+
+    # --- the stages --------------------------------------------------------------------------------------------
+
+    @property
+    def stage_names(self) -> list[str]:
+        return list(self.data["stages"])
+
+    def stage(self, name: str) -> dict[str, Any]:
+        """A copy of one stage's record."""
+        return dict(self.data["stages"][name])
+
+    def state(self, name: str) -> StageState:
+        return self.data["stages"][name]["state"]
+
+    def stage_started(self, name: str) -> None:
+        self._update(name, state="running", started=_now(), error=None)
+
+    def stage_interrupted(self, name: str, wall_s: float) -> None:
+        self._update(name, state="interrupted", wall_s=wall_s)
+
+    def stage_failed(self, name: str, error: str, wall_s: float, record: dict[str, Any]) -> None:
+        """`record`: what the failure carries (an exhausted ASR chain: its attempts)."""
+        self._update(name, **record, state="failed", error=error, wall_s=wall_s)
+
+    def stage_finished(
+        self,
+        name: str,
+        state: Finished,
+        wall_s: float,
+        facts: dict[str, Any],
+        *,
+        peak_rss_mb: float | None = None,
+        started: str | None = None,
+    ) -> None:
+        """`facts`: the stage's result (`pipeline.stages`); `started` for a stage done outside a run (probe)."""
+        times = {"started": started} if started else {}
+        peak = {"peak_rss_mb": peak_rss_mb} if peak_rss_mb is not None else {}
+        self._update(name, state=state, **times, finished=_now(), wall_s=wall_s, **peak, **facts)
+
+    def _update(self, name: str, **fields: Any) -> None:
+        self.data["stages"][name].update(fields)
+        self.save()
 
 
 def _now() -> str:
@@ -223,79 +333,6 @@ def runner_alive(folder: Path) -> bool:
     return False
 
 
-def manifest_problems(data: Any) -> list[str]:
-    """What is wrong with a manifest read from disk: the fields later code trusts, each checked."""
-    from pipeline import config
-    from pipeline.mt import ENGINES
-    from pipeline.stages import WORKFLOW_STAGES
-
-    if not isinstance(data, dict):
-        return ["not a JSON object"]
-    problems: list[str] = []
-
-    def check(field: str, value: Any, ok: bool, allowed: str) -> bool:
-        if not ok:
-            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-            problems.append(f"{field}={shown}, allowed: {allowed}")
-        return ok
-
-    def language(field: str, value: Any) -> None:
-        check(field, value, isinstance(value, str) and bool(LANGUAGE.match(value)), "a language code (en, hi, haw)")
-
-    def number(field: str, value: Any, allowed: str = "a number") -> bool:
-        return check(field, value, isinstance(value, int | float) and not isinstance(value, bool), allowed)
-
-    job_id = data.get("job_id")
-    check("job_id", job_id, isinstance(job_id, str) and bool(JOB_ID.match(job_id)), "job-YYYYMMDD-<user>-NNNN")
-    workflow = data.get("workflow")
-    check("workflow", workflow, workflow in config.WORKFLOWS, ", ".join(config.WORKFLOWS))
-    media = data.get("media")
-    check("media", media, isinstance(media, str) and os.path.isabs(media) and "\0" not in media, "an absolute path")
-    stages = data.get("stages")
-    expected = list(WORKFLOW_STAGES.get(workflow, ())) if isinstance(workflow, str) else []
-    from pipeline.speakers.stage import stages as with_speakers  # DIARIZATION adds a stage after transcribe
-
-    ok = isinstance(stages, dict) and list(stages) in (expected, with_speakers(expected, True))
-    if check("stages", stages, ok, ", ".join(expected)) and isinstance(stages, dict):
-        for name, stage in stages.items():
-            if not check(f"stages.{name}", stage, isinstance(stage, dict), "an object"):
-                continue
-            check(f"stages.{name}.state", stage.get("state"), stage.get("state") in STATES, ", ".join(STATES))
-            for key in ("wall_s", "peak_rss_mb", "crashes"):
-                if key in stage:
-                    number(f"stages.{name}.{key}", stage[key])
-            for key in ("error", "reason", "backend", "model", "device", "compute_type"):
-                if stage.get(key) is not None:
-                    check(f"stages.{name}.{key}", stage[key], isinstance(stage[key], str), "text")
-    if "language" in data:
-        language("language", data["language"])
-    routes = data.get("routes", [])
-    if check("routes", routes, isinstance(routes, list), "a list"):
-        for i, route in enumerate(routes):
-            if not check(f"routes[{i}]", route, isinstance(route, dict) and isinstance(route.get("hops"), list),
-                         "an object with target and hops"):
-                continue
-            language(f"routes[{i}].target", route.get("target"))
-            for j, hop in enumerate(route["hops"]):
-                if check(f"routes[{i}].hops[{j}]", hop, isinstance(hop, dict), "an object with engine, src, tgt"):
-                    engines = ("whisper", *ENGINES)
-                    check(f"routes[{i}].hops[{j}].engine", hop.get("engine"), hop.get("engine") in engines,
-                          ", ".join(engines))
-                    language(f"routes[{i}].hops[{j}].src", hop.get("src"))
-                    language(f"routes[{i}].hops[{j}].tgt", hop.get("tgt"))
-    info = data.get("media_info")
-    if check("media_info", info, isinstance(info, dict), "an object") and isinstance(info, dict):
-        number("media_info.duration", info.get("duration"))
-        video = info.get("video_streams")
-        check("media_info.video_streams", video, isinstance(video, int) and video >= 0, "a whole number")
-    flags = data.get("flags", {})
-    if check("flags", flags, isinstance(flags, dict), "an object"):
-        for key, value in flags.items():
-            allowed = key in config.BY_NAME and key not in config.JOB_KEYS and isinstance(value, str)
-            check(f"flags.{key}", value, allowed, "config keys (`pipeline config keys`) with text values")
-    return problems
-
-
 @contextlib.contextmanager
 def locked(folder: Path) -> Iterator[None]:
     """Hold the job's lock: two `pipeline run`s of one job would overwrite each other's outputs."""
@@ -308,9 +345,7 @@ def locked(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PipelineError(
-                f"job {folder.name} is already running (lock held on {folder / '.lock'})"
-            ) from None
+            raise PipelineError(f"job {folder.name} is already running (lock held on {folder / '.lock'})") from None
         try:
             yield
         finally:

@@ -1,4 +1,9 @@
-"""Hardware profiles, read from the matrix file (`matrix/profiles.toml`), the only place they are defined."""
+"""Hardware profiles, read from the matrix file (`matrix/profiles.toml`), the only place they are defined.
+
+A profile's facts come in two kinds, kept apart so that a reader can tell which one it depends on: `Runtime`
+(what hardware resolution and the stages read to run ASR) and `Packaging` (how CI, tox and the images build
+and gate the profile; nothing at run time reads them).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-
-SUITES = ("transcribe", "translate", "subtitle")
 
 
 def matrix_path() -> Path:
@@ -25,9 +28,9 @@ def matrix_path() -> Path:
 
 
 @dataclass(frozen=True)
-class Profile:
-    name: str
-    description: str
+class Runtime:
+    """How a job on this profile runs ASR: read by `pipeline.hardware` and the stages."""
+
     backend: str
     fallback: tuple[str, ...]
     device: str
@@ -35,6 +38,20 @@ class Profile:
     model: str
     batch_size: int  # ASR windows decoded together (WHISPER_BATCH_SIZE=auto)
     chunk_seconds: float  # audio per ASR call, the memory bound (ASR_CHUNK_SECONDS=auto)
+    fallback_device: str | None = None  # where fallbacks run when not on `device` (mps -> faster-whisper on cpu)
+    fallback_compute_type: str | None = None
+    guards: dict[str, Any] = field(default_factory=dict)  # WHISPER_* guard keys' auto values ([guards])
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """Backends in the order they are tried."""
+        return (self.backend, *self.fallback)
+
+
+@dataclass(frozen=True)
+class Packaging:
+    """How CI, tox and the images build, run and gate this profile: read by `pipeline.matrix` and the tests."""
+
     python: str
     extras: tuple[str, ...]
     pins: dict[str, str]
@@ -44,22 +61,27 @@ class Profile:
     container: bool
     gpus: bool
     suites: tuple[str, ...]
-    fallback_device: str | None = None  # where fallbacks run when not on `device` (mps -> faster-whisper on cpu)
-    fallback_compute_type: str | None = None
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
-    guards: dict[str, Any] = field(default_factory=dict)  # WHISPER_* guard keys' auto values ([guards])
 
     @property
-    def chain(self) -> tuple[str, ...]:
-        """Backends in the order they are tried."""
-        return (self.backend, *self.fallback)
+    def pip_pins(self) -> list[str]:
+        """The pins as pip requirement specifiers: `4.6.*` means ==4.6.*, `>=1,<2` stays as it is."""
+        return [f"{name}{value}" if value[:1] in "<>=!~" else f"{name}=={value}" for name, value in self.pins.items()]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    runtime: Runtime
+    ci: Packaging
 
     def threshold(self, model: str, key: str) -> float:
         """The quality gate for `key` with `model` on this profile (tests/e2e assert against it)."""
         try:
-            return self.thresholds[model][key]
+            return self.ci.thresholds[model][key]
         except KeyError:
-            known = ", ".join(sorted(self.thresholds)) or "none"
+            known = ", ".join(sorted(self.ci.thresholds)) or "none"
             raise PipelineError(
                 f"matrix: no threshold {key!r} for model {model!r} in profile {self.name!r} "
                 f"({matrix_path()}); models with thresholds: {known}"
@@ -81,6 +103,13 @@ class Matrix:
                 f"unknown profile {name!r}; profiles in {self.path}: {', '.join(self.profiles)}"
             ) from None
 
+    def default_profile(self) -> Profile:
+        """The profile `make test`, CI's main job and E2E runs without PIPELINE_PROFILE use."""
+        name = self.defaults.get("profile")
+        if name is None:
+            raise PipelineError(f"matrix: [defaults] in {self.path} lacks profile (the profile `make test` runs)")
+        return self.profile(name)
+
 
 _REQUIRED = (
     "backend",
@@ -96,6 +125,34 @@ _REQUIRED = (
 )
 
 
+def _profile(name: str, spec: dict[str, Any], thresholds: dict[str, Any], guards: dict[str, Any]) -> Profile:
+    runtime = Runtime(
+        backend=spec["backend"],
+        fallback=tuple(spec.get("fallback", ())),
+        device=spec["device"],
+        compute_type=spec["compute_type"],
+        model=spec["model"],
+        batch_size=int(spec["batch_size"]),
+        chunk_seconds=float(spec["chunk_seconds"]),
+        fallback_device=spec.get("fallback_device"),
+        fallback_compute_type=spec.get("fallback_compute_type"),
+        guards=guards,
+    )
+    ci = Packaging(
+        python=spec["python"],
+        extras=tuple(spec.get("extras", ())),
+        pins=dict(spec.get("pins", {})),
+        image=spec["image"],
+        base_image=spec.get("base_image"),
+        runner=tuple(spec["runner"]),
+        container=bool(spec.get("container", spec["image"] != "native")),
+        gpus=bool(spec.get("gpus", False)),
+        suites=tuple(spec["suites"]),
+        thresholds={model: dict(values) for model, values in thresholds.items()},
+    )
+    return Profile(name=name, description=spec.get("description", ""), runtime=runtime, ci=ci)
+
+
 @cache
 def _load(path: Path) -> Matrix:
     try:
@@ -105,36 +162,14 @@ def _load(path: Path) -> Matrix:
     except tomllib.TOMLDecodeError as exc:
         raise PipelineError(f"matrix file {path} is not valid TOML: {exc}") from None
     thresholds = raw.get("thresholds", {})
-    shared_guards = {k: v for k, v in raw.get("guards", {}).items() if not isinstance(v, dict)}
+    guards = raw.get("guards", {})
+    shared_guards = {k: v for k, v in guards.items() if not isinstance(v, dict)}
     profiles: dict[str, Profile] = {}
     for name, spec in raw.get("profiles", {}).items():
         missing = [key for key in _REQUIRED if key not in spec]
         if missing:
             raise PipelineError(f"matrix: profile {name!r} in {path} lacks {', '.join(missing)}")
-        profiles[name] = Profile(
-            name=name,
-            description=spec.get("description", ""),
-            backend=spec["backend"],
-            fallback=tuple(spec.get("fallback", ())),
-            device=spec["device"],
-            compute_type=spec["compute_type"],
-            model=spec["model"],
-            batch_size=int(spec["batch_size"]),
-            chunk_seconds=float(spec["chunk_seconds"]),
-            python=spec["python"],
-            extras=tuple(spec.get("extras", ())),
-            pins=dict(spec.get("pins", {})),
-            image=spec["image"],
-            base_image=spec.get("base_image"),
-            runner=tuple(spec["runner"]),
-            container=bool(spec.get("container", spec["image"] != "native")),
-            gpus=bool(spec.get("gpus", False)),
-            suites=tuple(spec["suites"]),
-            fallback_device=spec.get("fallback_device"),
-            fallback_compute_type=spec.get("fallback_compute_type"),
-            thresholds={model: dict(values) for model, values in thresholds.get(name, {}).items()},
-            guards=shared_guards | raw.get("guards", {}).get(name, {}),
-        )
+        profiles[name] = _profile(name, spec, thresholds.get(name, {}), shared_guards | guards.get(name, {}))
     return Matrix(
         path=path,
         profiles=profiles,

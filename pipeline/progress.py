@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from pipeline.asr.worker import peak_rss_mb
+from pipeline.asr.protocol import peak_rss_mb
 
 
 class StageBar:
@@ -24,7 +24,7 @@ class StageBar:
 
     A bar only on a terminal (tqdm's `disable=None` rule, decided before tqdm is imported): logs and CI get the
     start/finish lines instead, and do not pay tqdm's import, which reads every installed distribution's
-    metadata for its own version (~0.1 s in an environment with torch)."""
+    metadata for its own version (benchmarks/README.md, overhead)."""
 
     def __init__(self, label: str, total: float, unit: str) -> None:
         self._bar: Any = None
@@ -65,8 +65,8 @@ class PeakMemory:
     Two readings, the higher wins. The kernel's exact peak of the children reaped meanwhile (ffmpeg, the ASR
     worker; ru_maxrss of RUSAGE_CHILDREN is the largest one) on top of our own RSS; and a sample of the live
     tree each `interval`, for children that run side by side. Sampling is rare on purpose: listing the tree
-    reads every process on the machine (psutil's ppid map, ~2 ms here, more on a busy desktop), and ten
-    samples a second took 2-3 % of a core from the transcription."""
+    reads every process on the machine (psutil's ppid map), and ten samples a second took a measurable share
+    of a core from the transcription (benchmarks/README.md, overhead)."""
 
     def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval

@@ -1,5 +1,9 @@
 """Every suite records its results through the matrix's pytest plugin (results/<profile>-*.json).
 
+Tiers: a test in tests/e2e, tests/images or tests/mlx is marked `e2e`, `image` or `mlx` by its folder (below), and
+`slow` is marked per test; everything else is the fast tier that `make check` runs (pyproject.toml lists the
+markers, the Makefile's FAST selects). A new test falls in its folder's tier without a decorator.
+
 Shared fixtures: real speech, the packaged tiny.en and a request for them, for the suites that drive an ASR
 backend or its worker directly."""
 
@@ -18,7 +22,17 @@ from pipeline.models import CT2, resolve
 
 pytest_plugins = ["pipeline.matrix.pytest_results"]
 
-JFK = Path(__file__).parent / "fixtures" / "jfk.wav"
+TESTS = Path(__file__).parent
+JFK = TESTS / "fixtures" / "jfk.wav"
+# A folder's tier: its tests need the profile's test model (e2e), a Docker engine (image) or MLX (mlx).
+FOLDER_TIERS = {"e2e": "e2e", "images": "image", "mlx": "mlx"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if tier := FOLDER_TIERS.get(folder):
+            item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")

@@ -1,34 +1,38 @@
-"""The record of an ASR stage's worker runs: one `Attempt` per worker (what ran, how it ended, what it cost), the
-`AsrOutcome` of a chain that produced a transcript, and `AsrFailed` when none did. They go into the job manifest."""
+"""The record of an ASR stage's worker runs: one `Attempt` per worker (what ran, how it ended, what it cost) and
+the chain's `AsrRecord`, written to the job manifest in one shape whether a transcript came out (`AsrOutcome`)
+or none did (`AsrFailed`)."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 from pipeline.asr import Transcript
+from pipeline.asr.protocol import Phase
 from pipeline.errors import StageFailed
 
-OUTCOMES = ("ok", "salvaged", "crashed", "timeout", "failed", "corrupt", "reused")
-STAGES = ("spawn", "load", "transcribe", "write", "teardown")  # how far a worker got, from its events
+# How a worker ended (the table in pipeline.asr.isolation); the first three produced the transcript.
+Outcome = Literal["ok", "salvaged", "reused", "crashed", "timeout", "failed", "corrupt"]
+_PRODUCED = ("ok", "salvaged", "reused")
+
 
 @dataclass(frozen=True)
 class Attempt:
-    """One worker run: what ran, how it ended, what it cost. Goes into the job manifest as-is."""
+    """One worker run: what ran, how it ended, what it cost."""
 
     backend: str
     device: str  # as the worker reported using it, else as requested
     compute_type: str
     model_dir: str
-    outcome: str  # one of OUTCOMES
+    outcome: Outcome
     exit_code: int | None  # as subprocess reports it: negative for a signal; None if it never started
     signal: str | None  # e.g. "SIGSEGV"
     wall_s: float
     peak_rss_mb: float | None
     error: str | None  # one line
-    stage: str = "spawn"  # one of STAGES: where it crashed
+    stage: Phase = "spawn"  # how far it got: where it crashed
     progress_s: float = 0.0  # seconds of audio transcribed when it ended
     load_s: float | None = None  # spawn to model loaded: the per-attempt overhead
     ahead_s: float = 0.0  # started this long before its audio was ready (WarmStart); its load overlapped that
@@ -37,31 +41,28 @@ class Attempt:
 
     @property
     def produced(self) -> bool:
-        return self.outcome in ("ok", "salvaged", "reused")
+        return self.outcome in _PRODUCED
 
     @property
     def crashed(self) -> bool:
         """Died of a signal it raised itself (SIGSEGV, SIGABRT, the OOM killer's SIGKILL), result or not."""
         return self.signal is not None and not self.timed_out
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
 
 @dataclass(frozen=True)
-class AsrOutcome:
-    transcript: Transcript
+class AsrRecord:
+    """An ASR stage's workers along its fallback chain: what the manifest records, transcript or not."""
+
+    chain: tuple[str, ...]  # the backends the stage could try, in order
     attempts: tuple[Attempt, ...]
-    worker: Mapping[str, Any] = field(default_factory=dict)  # the used worker's metadata: versions, device
+    worker: Mapping[str, Any] = field(default_factory=dict)  # the used worker's own report: versions, chunk
+    error: str | None = None  # why no backend produced a transcript (the stage's error); None if one did
 
     @property
-    def used(self) -> Attempt:
-        return self.attempts[-1]
+    def used(self) -> Attempt | None:
+        """The attempt whose transcript the stage took; None if the chain was exhausted."""
+        last = self.attempts[-1] if self.attempts else None
+        return last if last is not None and last.produced else None
 
     @property
     def crashes(self) -> int:
@@ -69,58 +70,62 @@ class AsrOutcome:
 
     @property
     def fallbacks(self) -> int:
-        return len(self.attempts) - 1
+        return max(len(self.attempts) - 1, 0)
 
     @property
     def salvaged(self) -> bool:
-        return self.used.outcome == "salvaged"
+        return self.used is not None and self.used.outcome == "salvaged"
 
     @property
     def reused(self) -> bool:
-        return self.used.outcome == "reused"
+        return self.used is not None and self.used.outcome == "reused"
 
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest's `asr` block (the transcript itself is written separately)."""
+    def to_manifest(self) -> dict[str, Any]:
+        """The stage's ASR facts, the same keys on success and failure (what ran is None where nothing produced).
+        `error` is left to the stage's runner, which records the exception's message: this record's error."""
+        used = self.used
         return {
-            "backend": self.used.backend,
-            "attempts": [a.to_dict() for a in self.attempts],
+            "backend": used.backend if used else None,
+            "model": Path(used.model_dir).name if used else None,
+            "model_dir": used.model_dir if used else None,
+            "device": used.device if used else None,
+            "compute_type": used.compute_type if used else None,
+            "chain": list(self.chain),
+            "attempts": [asdict(a) for a in self.attempts],
             "crashes": self.crashes,
             "salvaged": int(self.salvaged),
             "reused": int(self.reused),
             "fallbacks": self.fallbacks,
-            "worker": dict(self.worker),
+            "worker_peak_rss_mb": used.peak_rss_mb if used else None,
+            "chunk_seconds": self.worker.get("chunk_seconds"),  # the backend's own limit may be shorter
+            "versions": dict(self.worker.get("versions", {})),
         }
+
+
+@dataclass(frozen=True)
+class AsrOutcome:
+    """A chain that produced a transcript."""
+
+    transcript: Transcript
+    record: AsrRecord
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        return self.record.attempts
+
+    @property
+    def used(self) -> Attempt:
+        assert self.record.used is not None, "an outcome's last attempt produced its transcript"
+        return self.record.used
 
 
 class AsrFailed(StageFailed):
-    """Every backend in the chain failed; `attempts` says how, for the manifest."""
+    """Every backend in the chain failed; `record` says how, for the manifest."""
 
-    def __init__(self, message: str, attempts: Sequence[Attempt]) -> None:
-        super().__init__(message)
-        self.attempts = tuple(attempts)
+    def __init__(self, record: AsrRecord) -> None:
+        super().__init__(record.error or "ASR failed with every backend in the chain")
+        self.record = record
 
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest's `asr` block for a failed stage: the same shape as AsrOutcome.to_dict()."""
-        return {
-            "backend": None,
-            "attempts": [a.to_dict() for a in self.attempts],
-            "crashes": sum(a.crashed for a in self.attempts),
-            "salvaged": 0,
-            "reused": 0,
-            "fallbacks": len(self.attempts) - 1,
-            "worker": {},
-        }
-
-
-def tally(jobs: Iterable[Sequence[Attempt | Mapping[str, Any]]]) -> dict[str, dict[str, int]]:
-    """Per backend over many jobs' attempt lists: attempts, each outcome, crashes, and fallbacks it caused."""
-    counts: dict[str, Counter[str]] = {}
-    for job in jobs:
-        attempts = [a if isinstance(a, Attempt) else Attempt.from_dict(a) for a in job]
-        for index, attempt in enumerate(attempts):
-            c = counts.setdefault(attempt.backend, Counter())
-            c["attempts"] += 1
-            c[attempt.outcome] += 1
-            c["crashes"] += attempt.crashed
-            c["fallbacks"] += not attempt.produced and index < len(attempts) - 1
-    return {b: {k: c[k] for k in ("attempts", *OUTCOMES, "crashes", "fallbacks")} for b, c in counts.items()}
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        return self.record.attempts

@@ -1,5 +1,6 @@
 """What a worker left behind, judged: its result (used only when its marker pins exactly those bytes for exactly
-this request) and the last words of its stderr (faulthandler's report of a crash or a hang), as one line."""
+this request), the last words of its stderr (faulthandler's report of a crash or a hang) as one line, and what
+an earlier run's workers left that a resumed stage may take."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pipeline.asr import Transcript
-from pipeline.asr.worker import marker_path, request_digest
+from pipeline.asr import AsrRequest, Transcript
+from pipeline.asr.attempts import Attempt, Outcome
+from pipeline.asr.protocol import Phase, marker_path, request_bytes, request_digest
 
 
 @dataclass(frozen=True)
 class Result:
-    status: str  # "valid"; "missing": no marker, never used; "invalid": a marker the result doesn't match
+    status: Literal["valid", "missing", "invalid"]  # missing: no marker, never used; invalid: it doesn't match
     data: dict[str, Any] | None = None
     reason: str | None = None
 
@@ -48,7 +50,6 @@ def read_result(result: Path, request_bytes: bytes) -> Result:
     except (ValueError, TypeError, KeyError) as exc:
         return Result("invalid", reason=f"result matches its marker but is not a transcript: {exc!r}"[:200])
     return Result("valid", data=data)
-
 
 
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<func>\S+)')
@@ -91,12 +92,12 @@ def last_line(tail: str) -> str | None:
 
 
 def describe(
-    outcome: str,
+    outcome: Outcome,
     code: int,
     sig: str | None,
     timed_out: bool,
     timeout: float | None,
-    stage: str,
+    stage: Phase,
     tail: str,
     result: Result,
 ) -> str | None:
@@ -115,3 +116,46 @@ def describe(
         return f"exited {code} after writing its result: {last_line(tail) or 'no stderr'}"
     reason = result.reason or last_line(tail) or "no stderr"
     return f"exited 0 without a result: {reason}" if code == 0 else f"exited {code}: {reason}"
+
+
+def _attempt_number(folder: Path) -> int:
+    suffix = folder.name.removeprefix("attempt-")
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def reusable(chain: Sequence[AsrRequest], workdir: Path) -> tuple[Attempt, dict[str, Any]] | None:
+    """An earlier run's valid result for exactly one of `chain`'s requests, newer than the audio it read."""
+    wanted = {request_bytes(r): r for r in chain}
+    for folder in sorted(Path(workdir).glob("attempt-*"), key=_attempt_number):
+        try:
+            request = wanted.get((folder / "request.json").read_bytes())
+        except OSError:
+            continue
+        result = folder / "result.json"
+        found = read_result(result, request_bytes(request)) if request else None
+        if request is None or found is None or found.data is None:
+            continue
+        try:  # a re-extracted audio file makes the result another audio's
+            if result.stat().st_mtime_ns < Path(request.audio).stat().st_mtime_ns:
+                continue
+        except OSError:
+            continue
+        data = found.data
+        reported = data.get("worker", {})
+        attempt = Attempt(
+            backend=request.backend,
+            device=reported.get("device", request.device),
+            compute_type=reported.get("compute_type", request.compute_type),
+            model_dir=request.model_dir,
+            outcome="reused",
+            exit_code=None,
+            signal=None,
+            wall_s=0.0,  # this run's cost; the earlier worker's own figures stay in its result's `worker`
+            peak_rss_mb=None,
+            error=None,
+            stage="teardown",
+            progress_s=float(data["transcript"].get("duration") or 0.0),
+            reused=str(result.relative_to(workdir)),
+        )
+        return attempt, data
+    return None

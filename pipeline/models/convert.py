@@ -97,7 +97,7 @@ def read_ct2(path: Path) -> Ct2Whisper:
 
     def unpack(fmt: str) -> tuple[int, ...]:
         nonlocal offset
-        values = struct.unpack_from(fmt, raw, offset)
+        values = struct.unpack_from(fmt, raw.data, offset)  # the map as a buffer, not a copy
         offset += struct.calcsize(fmt)
         return values
 

@@ -1,18 +1,15 @@
-"""The `speakers` stage (after transcribe, on every workflow when DIARIZATION is not off), and its checks at prepare.
-
-It diarizes the job's audio in an isolated worker, writes the turns to work/speakers.json, then rewrites the
-source transcript with a speaker per word and segment; later stages (translate, subtitles) read speakers from
-there. A failed diarization fails this stage only: the transcript stays as the transcribe stage wrote it.
-"""
+"""What the job machinery needs of diarization without importing the stages: where the `speakers` stage goes in a
+workflow, its checks at prepare, the worker's request from the settings, and labelling a later track with the
+turns. The stage itself is pipeline.stages.speakers."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import PipelineError
-from pipeline.speakers import DiarizationRequest, Transcript, assign, read_turns, relabel, speakers, write_turns
+from pipeline.speakers import DiarizationRequest, Transcript, assign, read_turns
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -59,52 +56,8 @@ def request(config: Config, audio: Path) -> DiarizationRequest:
     )
 
 
-def run(ctx: Any) -> dict[str, Any]:
-    """The stage: `ctx` is the stages' Context (job folder, config, outputs)."""
-    from pipeline.progress import stage_bar
-    from pipeline.speakers.isolation import run_diarization
-    from pipeline.writers import write_transcript_json, write_transcript_txt
-
-    if ctx.config.diarization == "off":
-        return {"state": "skipped", "reason": "DIARIZATION=off"}
-    source = ctx.output(ctx.source_language, "json")
-    transcript = Transcript.from_dict(_json(source))
-    with stage_bar("speakers", 100, "%") as bar:
-        outcome = run_diarization(
-            request(ctx.config, ctx.audio),
-            ctx.work / STAGE,
-            log_path=ctx.log_path,
-            timeout=ctx.config.asr_timeout,
-            on_progress=lambda done, total: bar.update_to(100 * done / max(total, 1)),
-            reuse=not ctx.force,
-        )
-    turns = relabel(outcome.turns)
-    write_turns(turns, ctx.work / TURNS)
-    labelled = assign(transcript, turns)
-    write_transcript_json(labelled, source)
-    write_transcript_txt(labelled, ctx.output(transcript.language, "txt"))
-    found = speakers(turns) or (["SPEAKER_00"] if transcript.segments else [])
-    return {
-        "speakers": len(found),
-        "turns": len(turns),
-        "segments": len(labelled.segments),
-        "worker_exit_code": outcome.exit_code,
-        "salvaged": int(outcome.salvaged),
-        "reused": int(outcome.exit_code is None),
-        "worker_peak_rss_mb": outcome.peak_rss_mb,
-        "versions": outcome.versions,
-        "outputs": [str((ctx.work / TURNS).relative_to(ctx.job_dir)), source.name],
-    }
-
-
 def label_track(work: Path, transcript: Transcript) -> Transcript:
     """A track made from the speech after the speakers stage ran (Whisper's own translation to English) gets the
     same turns' speakers; without turns it is returned as it is."""
     turns = work / TURNS
     return assign(transcript, read_turns(turns)) if turns.is_file() else transcript
-
-
-def _json(path: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -32,7 +32,7 @@ def write_subtitles(cues: Sequence[Cue], path: str | os.PathLike[str], fmt: str)
         subs.append(pysubs2.SSAEvent(start=start, end=end, text=r"\N".join(lines)))
     with atomic_open(path, "w", encoding="utf-8") as handle:
         # keep_ssa_tags: write the text as it is; else a "{...}" in speech would vanish as an ASS override.
-        subs.to_file(handle, fmt, keep_ssa_tags=True)
+        handle.write(subs.to_string(fmt, keep_ssa_tags=True))
 
 
 def read_subtitles(path: str | os.PathLike[str]) -> list[Cue]:
@@ -43,7 +43,7 @@ def read_subtitles(path: str | os.PathLike[str]) -> list[Cue]:
     # pysubs2's SRT/VTT reader drops the last cue's last line when it is only a number (it takes it for the
     # index of a following cue); a trailing index line that belongs to no cue absorbs that.
     subs = pysubs2.SSAFile.from_string(text + "\n\n0\n", keep_html_tags=True)
-    _check(subs.format)
+    _check(subs.format or "unrecognised")
     unescape = html.unescape if subs.format == "vtt" else str
     return [
         Cue(event.start / 1000, event.end / 1000, tuple(unescape(line) for line in event.text.split(r"\N")))

@@ -160,12 +160,12 @@ def test_auto_guards_are_the_profiles_and_a_set_key_wins() -> None:
     from pipeline.profiles import load_matrix
 
     for profile in load_matrix().profiles.values():
-        assert resolve_guards(build([]), profile) == {name: profile.guards[name] for name in GUARDS}
+        assert resolve_guards(build([]), profile) == {name: profile.runtime.guards[name] for name in GUARDS}
     cpu = load_matrix().profile("cpu")
     config = build([("flags", {"WHISPER_NO_SPEECH_THRESHOLD": "0.4", "WHISPER_CONDITION_ON_PREVIOUS_TEXT": "yes"})])
     resolved = resolve_guards(config, cpu)
     assert resolved["no_speech_threshold"] == 0.4 and resolved["condition_on_previous_text"] is True
-    assert resolved["compression_ratio_threshold"] == cpu.guards["compression_ratio_threshold"]
+    assert resolved["compression_ratio_threshold"] == cpu.runtime.guards["compression_ratio_threshold"]
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,6 @@ def test_the_worker_hands_its_speech_regions_to_the_subtitles(request_for, tmp_p
     from pipeline.asr.isolation import run_isolated
 
     outcome = run_isolated([request_for()], tmp_path / "work")
-    seconds = outcome.worker["chunk_seconds"]
+    seconds = outcome.record.worker["chunk_seconds"]
     assert outcome.transcript.speech == tuple(_regions(Path(request_for().audio), seconds))
     assert outcome.transcript.speech and json.loads(json.dumps(outcome.transcript.to_dict()))["speech"]

@@ -46,12 +46,12 @@ def timing_clips(tmp_path_factory) -> dict[str, Clip]:
 def test_cues_start_and_end_with_the_speech(kind, timing_clips, pipeline_cli, record_job):
     clip = timing_clips[kind]
     run = pipeline_cli("transcribe", str(clip.path), "-s", "en")
-    assert run.manifest["stages"]["transcribe"]["backend"] == PROFILE.backend
+    assert run.manifest["stages"]["transcribe"]["backend"] == PROFILE.runtime.backend
     cues = assert_readable(run.output(clip.path.stem, "en", "srt"))
     timing = score(cues, clip)
     errors = {"start_errors_s": list(timing.start_errors), "end_errors_s": list(timing.end_errors)}
     record_job(run, "subtitle", f"cue-timing-{kind}", extra=errors, **timing.figures())
-    where = f"{kind} clip, {PROFILE.backend} {MODEL}: {timing}"
+    where = f"{kind} clip, {PROFILE.runtime.backend} {MODEL}: {timing}"
     assert timing.start_median <= threshold("cue_start_median"), where
     assert timing.start_max <= threshold("cue_start_max"), where
     assert timing.end_median <= threshold("cue_end_median"), where

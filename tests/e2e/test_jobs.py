@@ -40,7 +40,12 @@ def _processes_of(folder):
     return found
 
 
-def test_prepare_status_run_and_rerun(pipeline_cli, clips):
+def _edit_manifest(folder, **fields):
+    path = folder / "manifest.json"
+    path.write_text(json.dumps(_manifest(folder) | fields), encoding="utf-8")
+
+
+def test_prepare_status_run_and_rerun(pipeline_cli, clips, tmp_path):
     prepared = pipeline_cli("prepare", clips["jfk"]["path"], "--workflow", "transcribe", "-s", "en")
     job_id = prepared.job_id
     assert job_id.startswith("job-") and len(prepared.result.stdout.split()) == 1
@@ -49,15 +54,25 @@ def test_prepare_status_run_and_rerun(pipeline_cli, clips):
     assert "WORKFLOW='transcribe'" in env_file and f"WHISPER_MODEL='{MODEL}'" in env_file
     status = pipeline_cli("status", job_id)
     assert "extract" in status.result.stdout and "pending" in status.result.stdout
+    # The run follows the plan prepare recorded, resolving nothing again: given another folder of the same model
+    # (a link, which a fresh resolution would never name), its worker loads that one.
+    plan = _manifest(folder)
+    assert plan["chain"][0]["backend"] == PROFILE.backend and Path(plan["model_dirs"][0]).name == MODEL
+    linked = tmp_path / "linked-model"
+    linked.symlink_to(plan["model_dirs"][0], target_is_directory=True)
+    _edit_manifest(folder, model_dirs=[str(linked), *plan["model_dirs"][1:]])
     pipeline_cli("run", job_id)
     first = _manifest(folder)
     assert all(s["state"] == "done" for s in first["stages"].values())
+    assert first["stages"]["transcribe"]["model_dir"] == str(linked) and first["model_dirs"][0] == str(linked)
+    assert first["stages"]["transcribe"]["backend"] == first["chain"][0]["backend"]
     # The ASR worker was started before the extract, and loaded its model meanwhile.
     assert first["stages"]["transcribe"]["attempts"][0]["ahead_s"] >= first["stages"]["extract"]["wall_s"]
     again = pipeline_cli("run", job_id)  # nothing left to do: no stage is redone
     assert _manifest(folder)["stages"] == first["stages"]
     assert "done in" not in again.result.stderr
-    written = {path: path.stat().st_ino for path in (folder / "work/audio.wav", folder / "jfk.en.json")}
+    outputs = ("work/audio.wav", "jfk.en.json", "jfk.en.srt")
+    written = {path: path.stat().st_ino for path in (folder / name for name in outputs)}
     worker_pid = _worker(folder)["pid"]
     pipeline_cli("run", job_id, "--force")
     forced = _manifest(folder)["stages"]
@@ -72,16 +87,29 @@ def test_prepare_status_run_and_rerun(pipeline_cli, clips):
 
 def test_failed_stage_resumes_without_redoing_finished_ones(pipeline_cli, clips, tmp_path):
     prepared = pipeline_cli("prepare", clips["jfk"]["path"], "--workflow", "translate", "-s", "en", "-t", "es")
-    failed = pipeline_cli("run", prepared.job_id, "--set", f"WHISPER_MODEL={tmp_path}/no-such-model", check=False)
+    planned = _manifest(prepared.folder)
+    # A run's setting that changes the plan is resolved before anything runs: a model that is not there is one
+    # line, exit 2, and the job as it was.
+    missing = pipeline_cli("run", prepared.job_id, "--set", f"WHISPER_MODEL={tmp_path}/no-such-model", check=False)
+    assert missing.result.returncode == 2 and "no-such-model does not exist" in missing.result.stderr
+    assert _manifest(prepared.folder) == planned
+    # A model folder that holds a broken model: the new plan is recorded, every backend of its chain fails.
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "model.bin").write_bytes(b"not a model")
+    failed = pipeline_cli("run", prepared.job_id, "--set", f"WHISPER_MODEL={broken}", check=False)
     assert failed.result.returncode == 1
     assert "stage transcribe failed" in failed.result.stderr and "resume with" in failed.result.stderr
     manifest = _manifest(prepared.folder)
+    assert manifest["model_dirs"][0] == str(broken) and manifest["plan_settings"]["WHISPER_MODEL"] == str(broken)
     assert manifest["stages"]["extract"]["state"] == "done"
     assert manifest["stages"]["transcribe"]["state"] == "failed"
     assert pipeline_cli("status", prepared.job_id, check=False).result.returncode == 1
     extract_done = manifest["stages"]["extract"]["finished"]
-    pipeline_cli("run", prepared.job_id)
+    pipeline_cli("run", prepared.job_id)  # without the --set: the job's own model, planned again
     resumed = _manifest(prepared.folder)
+    assert resumed["model_dirs"] == planned["model_dirs"] and resumed["plan_settings"] == planned["plan_settings"]
+    assert resumed["stages"]["transcribe"]["model_dir"] == planned["model_dirs"][0]
     assert resumed["stages"]["extract"]["finished"] == extract_done
     assert all(s["state"] == "done" for s in resumed["stages"].values())
     assert (prepared.folder / "jfk.es.srt").is_file()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MODEL, PROFILE, keyword_recall, threshold
+from conftest import MATRIX, MODEL, PROFILE, keyword_recall, threshold
 
 pytestmark = pytest.mark.e2e
 
@@ -12,13 +12,19 @@ multilingual = pytest.mark.skipif(
 )
 
 
-@multilingual
-def test_hindi_speech_to_english(pipeline_cli, clips, record_job):
-    """No Hindi<->English text engine exists offline, so English comes from Whisper's speech translation.
+# What the Hindi->English recall gate asserts, per profile and model: the matrix's `hindi_translate_recall` where it
+# gives one (cuda/large-v3); elsewhere the test is expected to miss the quality model's gate, strictly (a model that
+# starts to pass it fails the run, so that the matrix gets its gate).
+HINDI_GATE = "hindi_translate_recall"
+QUALITY_GATE = max(
+    gates[HINDI_GATE] for p in MATRIX.profiles.values() for gates in p.ci.thresholds.values() if HINDI_GATE in gates
+)
 
-    Whisper base translates synthetic Hindi poorly (models.md); the recall gate applies to the models the matrix
-    gives one for (large-v3), and every model must produce timed English text.
-    """
+
+@multilingual
+def test_hindi_speech_to_english(pipeline_cli, clips, record_job, request):
+    """No Hindi<->English text engine exists offline, so English comes from Whisper's speech translation: every
+    multilingual model must produce timed English text; the keyword recall is gated as HINDI_GATE says."""
     hindi = clips["hindi"]
     run = pipeline_cli(
         "translate", hindi["path"], "-s", "hi", "-t", "en", "--initial-prompt", hindi["prompt"]
@@ -31,9 +37,18 @@ def test_hindi_speech_to_english(pipeline_cli, clips, record_job):
     stage = run.manifest["stages"]["translate"]
     assert stage["targets"] == {"en": ["whisper"]}
     assert stage["speech_translation"]["backend"]
-    gate = PROFILE.thresholds.get(MODEL, {}).get("hindi_translate_recall")
-    if gate is not None:
-        assert recall >= gate, english
+    gate = PROFILE.ci.thresholds.get(MODEL, {}).get(HINDI_GATE)
+    if gate is None:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason=f"no {HINDI_GATE} for {MODEL} on {PROFILE.name}: Whisper base transliterates synthetic Hindi "
+                "rather than translating it (cpu, 2026-12-01: 'Paratha Yaka Deshaye Delhi ...', recall 0.1), "
+                f"short of the quality model's gate {QUALITY_GATE}",
+            )
+        )
+        gate = QUALITY_GATE
+    assert recall >= gate, english
 
 
 @multilingual

@@ -1,6 +1,10 @@
 """The real ASR worker with real faults injected at its hook points. TEST-ONLY: this file is not packaged.
 
-    python tests/faults/faulty_worker.py SPEC_JSON REQUEST_JSON RESULT_JSON
+    python tests/faults/faulty_worker.py SPEC_JSON [--wait] REQUEST_JSON RESULT_JSON
+
+This worker, and only this one, can also load the test-only FAKE backend (tests/fakes/fake_asr.py) for a request
+whose backend is "fake": the real worker protocol with a canned transcript and no model. SPEC_JSON "{}" injects
+nothing.
 
 SPEC_JSON: {"point": HOOK, "action": ACTION, "index": CHUNK (after_chunk only), "once": TOKEN_PATH,
 "pidfile": PATH, "orphan": bool, "ignore_term": bool}. Action "report" injects nothing: it writes the pidfile
@@ -24,6 +28,10 @@ from typing import Any
 
 from pipeline.asr import worker
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, where the fake lives (run as a script)
+from fakes.fake_asr import NAME as FAKE
+from fakes.fake_asr import FakeAsr
+
 POINTS = ("after_load", "after_chunk", "before_result_write", "after_result_before_marker", "after_marker")
 ACTIONS = ("segv", "abort", "kill", "exit", "raise", "hang", "half", "forge", "tamper", "bad_marker", "report")
 
@@ -42,7 +50,7 @@ class FaultHooks(worker.Hooks):
         self.payload = b""
 
     def _armed(self, point: str, index: int | None = None) -> bool:
-        if self.spec["point"] != point or (index is not None and self.spec.get("index", 0) != index):
+        if self.spec.get("point") != point or (index is not None and self.spec.get("index", 0) != index):
             return False
         if once := self.spec.get("once"):
             try:
@@ -118,5 +126,24 @@ class FaultHooks(worker.Hooks):
             self._fault(result)
 
 
+class _NoSpeechRegions(worker.SpeechRegions):
+    """Speech regions as an install without faster-whisper has them (none): the fake loads no VAD model either."""
+
+    def __init__(self) -> None:
+        self.regions = []
+        self._options = None
+
+
+def _load_backend_class(name: str) -> Any:
+    """The worker's backend loader, plus the fake by its name (the real worker has no such backend)."""
+    if name != FAKE:
+        return _real_load_backend_class(name)
+    worker.SpeechRegions = _NoSpeechRegions  # type: ignore[misc]
+    return FakeAsr
+
+
+_real_load_backend_class = worker.load_backend_class
+
 if __name__ == "__main__":
+    worker.load_backend_class = _load_backend_class
     worker.main(sys.argv[2:], hooks=FaultHooks(json.loads(sys.argv[1])))

@@ -1,4 +1,8 @@
-"""Shared pieces of the fault-injection harness: where things are, how to run the faulty worker."""
+"""Shared pieces of the fault-injection harness: where things are, how to run the faulty worker.
+
+Two workers: the real one with a real backend (tiny.en), for what a real library does when it dies, and the same
+worker with the test-only FAKE backend (tests/fakes/fake_asr.py, requests with backend FAKE, run through
+`faulty_argv`), for what the isolation machinery does with any worker that dies: no model, a second a run."""
 
 from __future__ import annotations
 
@@ -14,10 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 FAULTY_WORKER = Path(__file__).with_name("faulty_worker.py")
 JFK = ROOT / "tests/fixtures/jfk.wav"
 TIMEOUT = 120.0  # generous: several agents share two cores; hang tests pass their own
+FAKE = "fake"  # the test-only backend's name; only the faulty worker can load it
 
 
 def faulty_argv(**spec: Any) -> list[str]:
-    """worker_argv for run_isolated: the real worker, with the fault `spec` (see faulty_worker.py)."""
+    """worker_argv for run_isolated: the real worker, with the fault `spec` (see faulty_worker.py; none: no fault),
+    able to load the FAKE backend."""
     return [sys.executable, str(FAULTY_WORKER), json.dumps(spec)]
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from pipeline import audio
 from pipeline.asr import AsrRequest
-from pipeline.asr.attempts import AsrFailed, AsrOutcome
+from pipeline.asr.attempts import AsrFailed, AsrOutcome, AsrRecord
 from pipeline.asr.isolation import run_isolated
 from pipeline.errors import StageFailed
 
@@ -32,10 +32,11 @@ HANG_TIMEOUT = 10.0  # must exceed interpreter start + model load on a busy mach
 def test_clean_run_is_ok_and_shifts_chunk_times(reference: AsrOutcome) -> None:
     attempt = reference.used
     assert (attempt.outcome, attempt.exit_code, attempt.signal, attempt.error) == ("ok", 0, None, None)
-    assert (reference.crashes, reference.fallbacks, reference.salvaged) == (0, 0, False)
+    record = reference.record
+    assert (record.crashes, record.fallbacks, record.salvaged, record.chain) == (0, 0, False, ("faster-whisper",))
     assert attempt.peak_rss_mb and attempt.peak_rss_mb > 50
     assert attempt.load_s and 0 < attempt.load_s < attempt.wall_s
-    assert reference.worker["versions"]["faster-whisper"] and reference.worker["versions"]["ctranslate2"]
+    assert record.worker["versions"]["faster-whisper"] and record.worker["versions"]["ctranslate2"]
     text = reference.transcript.text.lower()
     assert text.count("ask not what your country can do for you") == 3
     # Two 20 s-ish chunks: segments of the second carry its offset, so times run on to the end of the audio.
@@ -65,7 +66,8 @@ def test_segv_after_the_result_is_salvaged(request_for: MakeRequest, reference: 
         -signal.SIGSEGV,
         "teardown",
     )
-    assert attempt.crashed and outcome.salvaged and outcome.crashes == 1 and outcome.fallbacks == 0
+    record = outcome.record
+    assert attempt.crashed and record.salvaged and record.crashes == 1 and record.fallbacks == 0
     assert "Fatal Python error: Segmentation fault at __init__.py" in attempt.error  # ctypes.string_at(0)
     assert "string_at" in attempt.error
     assert outcome.transcript == reference.transcript
@@ -85,7 +87,7 @@ def test_crash_midway_falls_back(
     # Died after taking in its first chunk, with the rest of the file to go.
     assert first.progress_s < audio.duration(chain[0].audio)
     assert second.outcome == "ok" and outcome.used is second
-    assert (outcome.crashes, outcome.fallbacks, outcome.salvaged) == (1, 1, False)
+    assert (outcome.record.crashes, outcome.record.fallbacks, outcome.record.salvaged) == (1, 1, False)
     assert outcome.transcript.text == reference.transcript.text
 
 
@@ -118,7 +120,7 @@ def test_hang_times_out_and_leaves_no_process(request_for: MakeRequest, tmp_path
     first = outcome.attempts[0]
     assert (first.outcome, first.timed_out, first.signal) == ("timeout", True, "SIGKILL")
     assert first.stage == "transcribe"
-    assert not first.crashed and outcome.crashes == 0 and outcome.fallbacks == 1
+    assert not first.crashed and outcome.record.crashes == 0 and outcome.record.fallbacks == 1
     assert first.error.startswith(f"no progress for {HANG_TIMEOUT:g} s during transcribe")
     assert outcome.used.outcome == "ok"
     pids = json.loads(pidfile.read_text())
@@ -287,3 +289,39 @@ def _pids_once_loaded(pidfile: Path, parent: subprocess.Popen[Any]) -> dict[str,
             return dict(json.loads(pidfile.read_text()))
         assert time.monotonic() < deadline and parent.poll() is None, "the parent never started the worker"
         time.sleep(0.1)
+
+
+def test_an_exhausted_chain_is_recorded_in_the_manifest_in_the_shape_of_a_success(tmp_path: Path) -> None:
+    """A real job through the CLI whose model folder holds no loadable model: every backend of the profile's chain
+    fails to load it, and the transcribe stage records its ASR record with the keys a successful one has."""
+    model = tmp_path / "broken-model"
+    model.mkdir()
+    for part in (Path.home() / ".cache/pipeline/models/tiny.en").iterdir():
+        (model / part.name).symlink_to(part)
+    (model / "model.bin").unlink()
+    (model / "model.bin").write_bytes(b"not a model")
+    env = os.environ | {
+        "PIPELINE_PROFILE": "cpu",
+        "WHISPER_MODEL": str(model),
+        "PIPELINE_OUT": str(tmp_path / "out"),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "pipeline", *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+    job = cli("prepare", str(JFK), "--workflow", "transcribe", "-s", "en").stdout.strip()
+    run = cli("run", job)
+    assert run.returncode == 1 and "stage transcribe failed: ASR failed with every backend" in run.stderr
+    (manifest_path,) = (tmp_path / "out").rglob("manifest.json")
+    stage = json.loads(manifest_path.read_text(encoding="utf-8"))["stages"]["transcribe"]
+    assert stage["state"] == "failed" and stage["error"].startswith("ASR failed with every backend in the chain")
+    assert AsrRecord((), ()).to_manifest().keys() <= stage.keys()  # one record, whatever became of the chain
+    assert stage["chain"] == ["faster-whisper", "whisperx"]
+    assert [(a["backend"], a["outcome"], a["stage"]) for a in stage["attempts"]] == [
+        ("faster-whisper", "failed", "load"),
+        ("whisperx", "failed", "load"),
+    ]
+    assert (stage["backend"], stage["model"], stage["crashes"], stage["fallbacks"]) == (None, None, 0, 1)
+    assert "ASR failed with every backend" in cli("status", job).stdout  # the status display reads the record

@@ -81,4 +81,4 @@ def test_a_warm_worker_that_crashes_while_waiting_falls_back(request_for: MakeRe
     first, second = outcome.attempts
     assert (first.outcome, first.signal, first.stage) == ("crashed", "SIGSEGV", "transcribe")
     assert "Fatal Python error: Segmentation fault" in (first.error or "")
-    assert second.outcome == "ok" and outcome.fallbacks == 1
+    assert second.outcome == "ok" and outcome.record.fallbacks == 1

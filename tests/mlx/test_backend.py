@@ -29,14 +29,14 @@ PROFILE = load_matrix().profile("mps")
 
 def request(model_dir: Path, **changes) -> AsrRequest:
     base = AsrRequest(
-        backend=PROFILE.backend,
+        backend=PROFILE.runtime.backend,
         model_dir=str(model_dir),
-        device=PROFILE.device,
-        compute_type=PROFILE.compute_type,
+        device=PROFILE.runtime.device,
+        compute_type=PROFILE.runtime.compute_type,
         audio="",
         language=None,
-        batch_size=PROFILE.batch_size,
-        chunk_seconds=PROFILE.chunk_seconds,
+        batch_size=PROFILE.runtime.batch_size,
+        chunk_seconds=PROFILE.runtime.chunk_seconds,
         beam_size=1,
     )
     return replace(base, **changes)
@@ -90,7 +90,7 @@ def test_backend_reports_what_mlx_ran_on(runs: Runs, mlx_models: dict[str, Path]
     backend = runs.backends[mlx_models["tiny.en"], (("word_timestamps", True),)]
     # The `mps` profile means Metal where mlx has it (macOS); mlx's Linux build has only the CPU.
     assert backend.device == ("mps" if mx.metal.is_available() else "cpu")
-    assert backend.compute_type == PROFILE.compute_type
+    assert backend.compute_type == PROFILE.runtime.compute_type
     assert backend.name == "mlx"
 
 

@@ -37,12 +37,12 @@ def worker(tmp_path: Path, model_dir: Path, audio: Path, **changes) -> Transcrip
     request = AsrRequest(
         backend="mlx",
         model_dir=str(model_dir),
-        device=PROFILE.device,
-        compute_type=PROFILE.compute_type,
+        device=PROFILE.runtime.device,
+        compute_type=PROFILE.runtime.compute_type,
         audio=str(audio),
         language=None,
-        batch_size=PROFILE.batch_size,
-        chunk_seconds=PROFILE.chunk_seconds,
+        batch_size=PROFILE.runtime.batch_size,
+        chunk_seconds=PROFILE.runtime.chunk_seconds,
         beam_size=1,
         **resolve_guards(Config(), PROFILE),
     )

@@ -215,3 +215,14 @@ def test_flags_the_job_was_prepared_with_beat_the_environment_on_every_run(tmp_p
         job_dir=job, project_config=tmp_path / "none", environ=environ, job_flags=flags, cli={"WHISPER_BEAM_SIZE": "3"}
     )
     assert again.beam_size == 3 and again.origins["WHISPER_BEAM_SIZE"] == "command line"
+
+
+def test_every_key_is_a_config_field_whose_default_its_parser_reads_back() -> None:
+    """KEYS is computed from Config's fields: each default, written as a .env file holds it, parses to itself."""
+    from dataclasses import fields
+
+    assert [k.attr for k in config.KEYS] == [f.name for f in fields(config.Config) if f.name != "origins"]
+    defaults = config.Config()
+    for k in config.KEYS:
+        assert k.parse(k.default) == getattr(defaults, k.attr), k.name
+    assert config.build([]) == defaults and set(config.build([]).origins.values()) == {"default"}

@@ -36,17 +36,35 @@ def test_auto_picks_the_profile_from_the_hardware():
     assert chain(LINUX_GPU)[0] == "cuda"
     assert chain(LINUX_GPU)[1] == [("faster-whisper", "cuda", "float16"), ("whisperx", "cuda", "float16")]
     name, links = chain(APPLE)
-    mps = matrix.profile("mps")
+    mps = matrix.profile("mps").runtime
     assert name == "mps" and links[0] == (mps.backend, mps.device, mps.compute_type)
     assert links[1:] == [(b, mps.fallback_device, mps.fallback_compute_type) for b in ("faster-whisper", "whisperx")]
 
 
-def test_float16_on_a_cpu_becomes_a_cpu_type_with_a_notice():
-    cfg = config.build([("t", {"WHISPER_COMPUTE_TYPE": "float16", "WHISPER_BACKEND": "faster-whisper"})])
-    profile = load_matrix().profile("cpu")
-    first = hardware.resolve_chain(cfg, profile, LINUX_CPU)[0]
-    assert first.compute_type in ("float32", "int8")
-    assert any("does not support float16" in n for n in first.notices)
+@pytest.mark.parametrize(
+    "supported, wanted, expected",
+    [
+        (CPU_TYPES, "float16", "float32"),  # a float request keeps float precision where the CPU has it
+        (frozenset({"int8", "int8_float32"}), "float16", "int8"),  # else the quantised type it has
+        (CPU_TYPES, "int8_float16", "int8"),  # a quantised request stays quantised
+        (frozenset({"float32"}), "int8_float16", "float32"),  # unless the CPU has no int8 kernels
+    ],
+    ids=["float16-float32", "float16-int8-only", "int8_float16-int8", "int8_float16-float32-only"],
+)
+def test_a_type_the_cpu_lacks_becomes_the_one_it_has_with_a_notice(supported, wanted, expected):
+    hw = hardware.Hardware("Linux", "x86_64", 0, False, {"cpu": supported})
+    cfg = config.build([("t", {"WHISPER_COMPUTE_TYPE": wanted, "WHISPER_BACKEND": "faster-whisper"})])
+    first = hardware.resolve_chain(cfg, load_matrix().profile("cpu"), hw)[0]
+    assert first.compute_type == expected
+    assert first.notices == (
+        f"CTranslate2 on cpu does not support {wanted}; using {expected} (supported: {', '.join(sorted(supported))})",
+    )
+
+
+def test_a_type_the_cpu_has_is_kept_without_a_notice():
+    cfg = config.build([("t", {"WHISPER_COMPUTE_TYPE": "int16", "WHISPER_BACKEND": "faster-whisper"})])
+    first = hardware.resolve_chain(cfg, load_matrix().profile("cpu"), LINUX_CPU)[0]
+    assert (first.compute_type, first.notices) == ("int16", ())
 
 
 def test_ctranslate2_has_no_mps():
@@ -84,7 +102,7 @@ def test_batch_and_chunk_are_the_profiles_unless_set(hw):
     profile = hardware.resolve_profile(cfg, matrix, hw)
     assert cfg.batch_size is None and cfg.chunk_seconds is None  # "auto"
     for link in hardware.resolve_chain(cfg, profile, hw):
-        assert (link.batch_size, link.chunk_seconds) == (profile.batch_size, profile.chunk_seconds)
+        assert (link.batch_size, link.chunk_seconds) == (profile.runtime.batch_size, profile.runtime.chunk_seconds)
     cfg = config.build([("test", {"WHISPER_BATCH_SIZE": "3", "ASR_CHUNK_SECONDS": "45"})])
     assert {(c.batch_size, c.chunk_seconds) for c in hardware.resolve_chain(cfg, profile, hw)} == {(3, 45.0)}
 

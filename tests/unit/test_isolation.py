@@ -1,4 +1,5 @@
-"""The parent side of worker isolation, no model: marker validation, stderr reading, manifest counts."""
+"""The parent side of worker isolation, no model: the protocol, marker validation, stderr reading, the manifest's
+ASR record."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import atomic
-from pipeline.asr import AsrRequest, Segment, Transcript, Word, isolation, worker
-from pipeline.asr.attempts import AsrFailed, AsrOutcome, Attempt, tally
+from pipeline.asr import AsrRequest, Segment, Transcript, Word, isolation
+from pipeline.asr.attempts import AsrFailed, AsrRecord, Attempt
 from pipeline.asr.forensics import Result, fatal_error, hang_site, last_line, read_result
 from pipeline.asr.process import worker_env
+from pipeline.asr.protocol import Event, Watch, event_line, marker_path, peak_rss_mb, pin, read_event, request_bytes
 
 PIPELINE = Path(isolation.__file__).resolve().parents[1]
 TRANSCRIPT = Transcript(
@@ -35,7 +37,7 @@ def write(tmp_path: Path, payload: bytes | None = None, request: bytes = REQUEST
     payload = payload or json.dumps({"transcript": TRANSCRIPT.to_dict(), "worker": {}}).encode()
     result = tmp_path / "result.json"
     result.write_bytes(payload)
-    worker.marker_path(result).write_text(json.dumps(worker.pin(payload, request)))
+    marker_path(result).write_text(json.dumps(pin(payload, request)))
     return result
 
 
@@ -66,7 +68,7 @@ def test_nothing_written_is_missing(tmp_path: Path) -> None:
 
 def test_a_result_without_its_marker_is_never_valid(tmp_path: Path) -> None:
     result = write(tmp_path)
-    worker.marker_path(result).unlink()
+    marker_path(result).unlink()
     found = read_result(result, REQUEST)
     assert (found.status, found.data, found.reason) == ("missing", None, "result file without its marker")
 
@@ -77,8 +79,8 @@ def test_a_result_without_its_marker_is_never_valid(tmp_path: Path) -> None:
         (lambda r: r.write_bytes(r.read_bytes()[:-7]), "bytes, its marker says"),
         (lambda r: r.write_bytes(r.read_bytes().replace(b"ask not", b"ask now")), "sha256 does not match"),
         (lambda r: r.unlink(), "marker without result"),
-        (lambda r: worker.marker_path(r).write_text('{"sha256": '), "unreadable marker"),
-        (lambda r: worker.marker_path(r).write_text("{}"), "unreadable marker"),
+        (lambda r: marker_path(r).write_text('{"sha256": '), "unreadable marker"),
+        (lambda r: marker_path(r).write_text("{}"), "unreadable marker"),
     ],
 )
 def test_a_result_that_does_not_match_its_marker_is_invalid(tmp_path: Path, damage, reason: str) -> None:
@@ -157,56 +159,25 @@ def test_last_line_is_the_workers_own_words() -> None:
     assert last_line("\n \n") is None
 
 
-def test_attempt_round_trips_through_a_manifest_and_ignores_unknown_keys() -> None:
-    a = attempt(outcome="salvaged", sig="SIGSEGV", stage="teardown", error="SIGSEGV during teardown")
-    assert Attempt.from_dict({**json.loads(json.dumps(a.to_dict())), "added_later": 1}) == a
-
-
-def test_outcome_counts() -> None:
+def test_the_record_of_a_chain_that_produced_a_transcript() -> None:
     crashed = attempt("mlx", "crashed", "SIGSEGV", stage="transcribe")
     timeout = attempt("whisperx", "timeout", "SIGTERM", timed_out=True)
-    salvaged = attempt("faster-whisper", "salvaged", "SIGABRT", stage="teardown")
-    outcome = AsrOutcome(TRANSCRIPT, (crashed, timeout, salvaged), {"versions": {}})
-    assert outcome.used is salvaged and outcome.salvaged
-    assert (outcome.crashes, outcome.fallbacks) == (2, 2)  # our own SIGTERM on a timeout is no crash
-    manifest = outcome.to_dict()
-    assert manifest["backend"] == "faster-whisper" and len(manifest["attempts"]) == 3
-    assert (manifest["crashes"], manifest["salvaged"], manifest["fallbacks"]) == (2, 1, 2)
-
-
-def test_tally_counts_per_backend_across_jobs() -> None:
-    jobs = [
-        [attempt("mlx", "crashed", "SIGSEGV"), attempt("whisperx")],
-        [attempt("mlx", "salvaged", "SIGSEGV")],
-        [attempt("mlx").to_dict()],  # as read back from a manifest
-        [attempt("mlx", "failed", exit_code=1), attempt("whisperx", "timeout", "SIGKILL", timed_out=True)],
-        [attempt("whisperx", "reused", exit_code=None)],  # a resumed job took an earlier run's result
+    salvaged = attempt("faster-whisper", "salvaged", "SIGABRT", stage="teardown", model_dir="/models/base")
+    worker = {"versions": {"ctranslate2": "4.5.0"}, "chunk_seconds": 20.0}
+    record = AsrRecord(("mlx", "whisperx", "faster-whisper"), (crashed, timeout, salvaged), worker)
+    assert record.used is salvaged and record.salvaged and not record.reused
+    assert (record.crashes, record.fallbacks) == (2, 2)  # our own SIGTERM on a timeout is no crash
+    manifest = json.loads(json.dumps(record.to_manifest()))  # as the job's manifest holds it
+    assert (manifest["backend"], manifest["model"], manifest["model_dir"]) == ("faster-whisper", "base", "/models/base")
+    assert (manifest["device"], manifest["compute_type"], manifest["worker_peak_rss_mb"]) == ("cpu", "int8", 300.0)
+    assert manifest["chain"] == ["mlx", "whisperx", "faster-whisper"]
+    assert [(a["outcome"], a["stage"], a["signal"]) for a in manifest["attempts"]] == [
+        ("crashed", "transcribe", "SIGSEGV"),
+        ("timeout", "spawn", "SIGTERM"),
+        ("salvaged", "teardown", "SIGABRT"),
     ]
-    counts = tally(jobs)
-    assert counts["mlx"] == {
-        "attempts": 4,
-        "ok": 1,
-        "salvaged": 1,
-        "crashed": 1,
-        "timeout": 0,
-        "failed": 1,
-        "corrupt": 0,
-        "reused": 0,
-        "crashes": 2,
-        "fallbacks": 2,
-    }
-    assert counts["whisperx"] == {
-        "attempts": 3,
-        "ok": 1,
-        "salvaged": 0,
-        "crashed": 0,
-        "timeout": 1,
-        "failed": 0,
-        "corrupt": 0,
-        "reused": 1,
-        "crashes": 0,
-        "fallbacks": 0,  # the chain ended with it: nothing to fall back to
-    }
+    assert (manifest["crashes"], manifest["salvaged"], manifest["reused"], manifest["fallbacks"]) == (2, 1, 0, 2)
+    assert (manifest["chunk_seconds"], manifest["versions"]) == (20.0, {"ctranslate2": "4.5.0"})
 
 
 def test_worker_env_is_offline_and_imports_this_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -227,7 +198,54 @@ def test_worker_env_keeps_temporaries_and_caches_in_the_attempt(monkeypatch: pyt
 
 def test_peak_rss_units() -> None:
     expected = 300.0
-    assert worker.peak_rss_mb(300 * (1024 * 1024 if sys.platform == "darwin" else 1024)) == expected
+    assert peak_rss_mb(300 * (1024 * 1024 if sys.platform == "darwin" else 1024)) == expected
+
+
+def test_events_are_one_json_object_a_line_and_nothing_else_is_one() -> None:
+    line = event_line(Event.PROGRESS, done=1.5, total=11.0)
+    assert line == '{"event": "progress", "done": 1.5, "total": 11.0}\n'  # the enum is written as its name
+    assert read_event(line) == (Event.PROGRESS, {"event": "progress", "done": 1.5, "total": 11.0})
+    for other in ("a library's print\n", '{"event": "unknown"}\n', "[1, 2]\n", '{"done": 1}\n', "3\n"):
+        assert read_event(other) is None, other
+
+
+def test_the_watch_follows_the_workers_phases_from_its_events() -> None:
+    watch, seen = Watch(started=100.0), []
+    assert not watch.feed(100.1, "loading weights...\n", None) and watch.phase == "spawn"
+    phases = []
+    for at, event, fields in [
+        (100.2, Event.START, {"pid": 1}),
+        (101.5, Event.LOADED, {"load_s": 1.3}),
+        (102.0, Event.PROGRESS, {"done": 4.0, "total": 11.0}),
+        (103.0, Event.WRITING, {}),
+        (103.1, Event.RESULT, {"path": "r"}),
+    ]:
+        assert watch.feed(at, event_line(event, **fields), lambda done, total: seen.append((done, total)))
+        phases.append(watch.phase)
+    assert phases == ["load", "transcribe", "transcribe", "write", "teardown"]
+    assert (watch.load_s, watch.done, seen) == (1.5, 4.0, [(4.0, 11.0)])
+
+
+def test_the_parent_side_never_imports_the_workers_entry_module() -> None:
+    code = (
+        "import sys\n"
+        "import pipeline.asr.isolation, pipeline.progress, pipeline.workflow\n"
+        "print('pipeline.asr.worker' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=PIPELINE.parent, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, b"False"), done.stderr
+
+
+def test_a_worker_records_the_versions_of_what_it_imported_not_of_all_installed() -> None:
+    code = (
+        "import json\n"
+        "from pipeline.versions import library_versions\n"
+        "print(json.dumps([library_versions(imported_only=True), library_versions()]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=PIPELINE.parent, timeout=120)
+    imported, installed = json.loads(done.stdout)
+    assert imported.keys() == {"python", "pipeline"}  # torch and friends are installed, but not imported
+    assert {"python", "pipeline", "faster-whisper", "ctranslate2", "torch"} <= installed.keys()
 
 
 def test_the_worker_takes_exactly_two_paths_so_no_fault_can_be_asked_for() -> None:
@@ -248,10 +266,18 @@ def test_production_code_has_no_fault_switch() -> None:
 
 
 def test_a_failed_chain_gives_the_manifest_the_same_shape() -> None:
-    attempts = [attempt("mlx", "crashed", "SIGSEGV"), attempt("whisperx", "failed")]
-    failed = AsrFailed("ASR failed", attempts).to_dict()
-    assert failed.keys() == AsrOutcome(TRANSCRIPT, (attempt(),)).to_dict().keys()
-    assert (failed["backend"], failed["crashes"], failed["fallbacks"]) == (None, 1, 1)
+    attempts = (attempt("mlx", "crashed", "SIGSEGV"), attempt("whisperx", "failed", exit_code=1))
+    failed = AsrFailed(AsrRecord(("mlx", "whisperx"), attempts, error="ASR failed with every backend"))
+    assert str(failed) == "ASR failed with every backend" and failed.attempts == attempts and failed.exit_code == 1
+    manifest = failed.record.to_manifest()
+    assert manifest.keys() == AsrRecord(("mlx",), (attempt(),)).to_manifest().keys()
+    assert (manifest["backend"], manifest["model"], manifest["device"], manifest["worker_peak_rss_mb"]) == (None,) * 4
+    assert (manifest["crashes"], manifest["salvaged"], manifest["fallbacks"], manifest["chain"]) == (
+        1,
+        0,
+        1,
+        ["mlx", "whisperx"],
+    )
 
 
 # --- finished work is reused, never swept (a resumed stage) ------------------------------------------------
@@ -268,9 +294,9 @@ def _earlier_attempt(workdir: Path, number: int, request: AsrRequest) -> Path:
     """What a worker of an earlier run left: its request, its result, then its marker."""
     folder = workdir / f"attempt-{number}"
     folder.mkdir(parents=True)
-    request_bytes = isolation._request_bytes(request)
-    (folder / "request.json").write_bytes(request_bytes)
-    return write(folder, request=request_bytes)
+    data = request_bytes(request)
+    (folder / "request.json").write_bytes(data)
+    return write(folder, request=data)
 
 
 def test_a_resumed_run_takes_an_earlier_runs_result_without_starting_a_worker(tmp_path: Path) -> None:
@@ -282,9 +308,10 @@ def test_a_resumed_run_takes_an_earlier_runs_result_without_starting_a_worker(tm
     outcome = isolation.run_isolated(chain, tmp_path / "work", log_path=log, worker_argv=NO_WORKER, reuse=True)
     (used,) = outcome.attempts
     assert (used.outcome, used.reused, used.exit_code, used.wall_s) == ("reused", "attempt-2/result.json", None, 0)
-    assert used.produced and outcome.reused and not outcome.salvaged and outcome.to_dict()["reused"] == 1
+    record = outcome.record
+    assert used.produced and record.reused and not record.salvaged and record.to_manifest()["reused"] == 1
     assert outcome.transcript == TRANSCRIPT
-    assert result.is_file() and worker.marker_path(result).is_file()  # kept: a later failure may need it again
+    assert result.is_file() and marker_path(result).is_file()  # kept: a later failure may need it again
     assert "result of an earlier run reused (attempt-2/result.json); no worker started" in log.read_text()
 
 
@@ -299,7 +326,7 @@ def test_a_result_that_is_not_this_runs_is_swept_and_a_worker_runs(tmp_path: Pat
     if case == "older than its audio":  # the audio was extracted again after the result was written
         os.utime(result, ns=(audio.stat().st_mtime_ns - 10**9,) * 2)
     if case == "unpinned":
-        worker.marker_path(result).unlink()
+        marker_path(result).unlink()
     with pytest.raises(AsrFailed) as failed:
         isolation.run_isolated([request], tmp_path / "work", worker_argv=NO_WORKER, reuse=case != "forced")
     assert failed.value.attempts[0].outcome == "failed" and "a worker was started" in failed.value.attempts[0].error

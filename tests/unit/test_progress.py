@@ -8,7 +8,7 @@ import sys
 
 import psutil
 
-from pipeline.asr.worker import peak_rss_mb
+from pipeline.asr.protocol import peak_rss_mb
 from pipeline.progress import PeakMemory
 
 _ALLOCATE = "b = bytearray({mb} * 2**20); b[::4096] = b'x' * len(b[::4096])"  # touch every page
