@@ -182,12 +182,8 @@ class Config:
         0.5,
         "clustering distance threshold with DIARIZATION=auto: higher finds fewer speakers",
     )
-    diarization_min_speakers: int = key(
-        "DIARIZATION_MIN_SPEAKERS", _int_range(1, MAX_SPEAKERS), 1, "fewest speakers"
-    )
-    diarization_max_speakers: int = key(
-        "DIARIZATION_MAX_SPEAKERS", _int_range(1, MAX_SPEAKERS), 20, "most speakers"
-    )
+    diarization_min_speakers: int = key("DIARIZATION_MIN_SPEAKERS", _int_range(1, MAX_SPEAKERS), 1, "fewest speakers")
+    diarization_max_speakers: int = key("DIARIZATION_MAX_SPEAKERS", _int_range(1, MAX_SPEAKERS), 20, "most speakers")
     diarization_model_dir: str = key(
         "DIARIZATION_MODEL_DIR",
         _path,

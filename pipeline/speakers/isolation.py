@@ -67,7 +67,7 @@ def run_diarization(
     request_path, result_path = workdir / "request.json", workdir / "result.json"
     same = reuse and request_path.is_file() and request_path.read_bytes() == request_bytes
     if same and (done := _result(result_path)) is not None:  # a resumed stage: its earlier worker finished
-        return Outcome([tuple(t) for t in done["turns"]], versions=done.get("versions", {}))  # type: ignore[misc]
+        return Outcome([tuple(t) for t in done["turns"]], versions=done.get("versions", {}))
     shutil.rmtree(workdir, ignore_errors=True)  # a stale result must never pass as this request's
     (workdir / "tmp").mkdir(parents=True)
     with atomic.atomic_open(request_path, "wb") as handle:
@@ -122,7 +122,7 @@ def run_diarization(
     done = _result(result_path)
     if done is not None:  # written before exit: whatever happened after it, the turns are complete
         return Outcome(
-            [tuple(t) for t in done["turns"]],  # type: ignore[misc]
+            [tuple(t) for t in done["turns"]],
             exit_code=code,
             salvaged=code != 0,
             peak_rss_mb=peak,

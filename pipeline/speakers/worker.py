@@ -55,7 +55,7 @@ def _events() -> IO[str]:
 
 
 def _configs(request: DiarizationRequest, clusters: int) -> tuple[Any, Any]:
-    import sherpa_onnx  # type: ignore[import-untyped]
+    import sherpa_onnx
 
     threads = request.threads or os.cpu_count() or 1
     embedding = sherpa_onnx.SpeakerEmbeddingExtractorConfig(model=request.embedding, num_threads=threads)
@@ -92,7 +92,7 @@ def diarize(request: DiarizationRequest, emit: IO[str] | None = None) -> Raw:
     not grow with the media's length. Each chunk's speakers get one embedding each (CAM++ over their turns), and
     those are clustered across chunks into the file's speakers. One chunk is sherpa-onnx's diarization as is,
     run again into the nearest count when its threshold found one outside [min_speakers, max_speakers]."""
-    import sherpa_onnx  # type: ignore[import-untyped]
+    import sherpa_onnx
 
     total = audio.duration(request.audio)
 
@@ -167,7 +167,7 @@ def _linkable(extractor: Any, chunk: audio.Chunk, turns: Raw, first: int) -> tup
 def _link(request: DiarizationRequest, turns: Raw, voices: list[Any]) -> Raw:
     """The chunks' speakers clustered into the file's: by the threshold, or into the known or bounded count."""
     import numpy as np
-    import sherpa_onnx  # type: ignore[import-untyped]
+    import sherpa_onnx
 
     if not voices:
         return turns
