@@ -26,7 +26,9 @@ from pipeline.speakers import DiarizationRequest
 # sherpa-onnx drops turns shorter than this, and bridges pauses shorter than that, within a speaker (its defaults)
 MIN_DURATION_ON = 0.3
 MIN_DURATION_OFF = 0.5
-EMBED_SECONDS = 30.0  # of a speaker's speech in a chunk, to link it to the same voice in other chunks
+# A speaker's voice in a chunk, to link it to the same voice in other chunks: pieces of its longest turns.
+EMBED_SECONDS = 10.0  # the diarizer's own window
+EMBED_PIECES = 3
 
 
 def _lifeline() -> None:
@@ -141,25 +143,26 @@ def _within(chunk: audio.Chunk, progress: Any) -> Any:
 
 
 def _linkable(extractor: Any, chunk: audio.Chunk, turns: Raw, first: int) -> tuple[Raw, list[Any]]:
-    """The chunk's turns with its speakers numbered from `first`, and one embedding per speaker, from up to
-    EMBED_SECONDS of its longest turns in the chunk."""
+    """The chunk's turns with its speakers numbered from `first`, and one embedding per speaker: the mean of CAM++
+    embeddings of up to EMBED_PIECES pieces of its longest turns, each at most EMBED_SECONDS long (onnxruntime
+    keeps buffers sized for the longest input it has seen, so no input is longer than the diarizer's own)."""
     import numpy as np
 
     own = sorted({t[2] for t in turns})
     voices = []
+    longest = int(EMBED_SECONDS * audio.SAMPLE_RATE)
     for speaker in own:
         mine = sorted((t for t in turns if t[2] == speaker), key=lambda t: t[0] - t[1])  # longest first
-        pieces, length = [], 0.0
-        for start, end, _ in mine:
-            pieces.append(chunk.samples[int(start * audio.SAMPLE_RATE) : int(end * audio.SAMPLE_RATE)])
-            length += end - start
-            if length >= EMBED_SECONDS:
-                break
-        stream = extractor.create_stream()
-        stream.accept_waveform(audio.SAMPLE_RATE, np.concatenate(pieces))
-        stream.input_finished()
-        vector = np.asarray(extractor.compute(stream), dtype=np.float32)
-        voices.append(vector / (np.linalg.norm(vector) or 1.0))
+        total = np.zeros(extractor.dim, dtype=np.float32)
+        for start, end, _ in mine[:EMBED_PIECES]:
+            samples = chunk.samples[int(start * audio.SAMPLE_RATE) : int(end * audio.SAMPLE_RATE)]
+            middle = max(0, (len(samples) - longest) // 2)
+            stream = extractor.create_stream()
+            stream.accept_waveform(audio.SAMPLE_RATE, samples[middle : middle + longest])
+            stream.input_finished()
+            vector = np.asarray(extractor.compute(stream), dtype=np.float32)
+            total += vector / (np.linalg.norm(vector) or 1.0)
+        voices.append(total / (np.linalg.norm(total) or 1.0))
     number = {speaker: first + i for i, speaker in enumerate(own)}
     return [(start, end, number[who]) for start, end, who in turns], voices
 
