@@ -35,6 +35,10 @@ def check(config: Config) -> None:
         raise PipelineError(
             f"DIARIZATION_MIN_SPEAKERS={low} is above DIARIZATION_MAX_SPEAKERS={high}; allowed: min <= max"
         )
+    import importlib.util
+
+    if importlib.util.find_spec("sherpa_onnx") is None:
+        raise PipelineError(f"DIARIZATION={config.diarization} needs sherpa-onnx: pip install 'pipeline[speakers]'")
     from pipeline.models import speakers as speaker_models
 
     speaker_models.resolve(config.diarization_model_dir)
