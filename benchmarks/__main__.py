@@ -29,6 +29,7 @@ BENCHMARKS = {
     "subtitle-8-targets": "benchmarks.subtitle_targets:run",
     "peers-whisperx": "benchmarks.peers:run_whisperx",
     "peers-mlx": "benchmarks.peers:run_mlx",
+    "diarization": "benchmarks.diarization:run",  # issue 14: the speakers stage next to transcribe
     "batch-8-clips": "benchmarks.batch:run",  # pipeline batch on Ray against a shell loop (issue 15)
 }
 

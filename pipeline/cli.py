@@ -29,6 +29,7 @@ _FLAGS = {
     # issue 14: speaker-aware and styled output
     "speaker_names": "SPEAKER_NAMES",
     "burn_in": "BURN_IN",
+    "speakers": "DIARIZATION",
 }
 
 
@@ -72,6 +73,7 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
         metavar="LANG",  # a value always: an optional one would swallow the media argument that follows
         help="subtitle workflow: burn LANG's subtitles (or `source`) into <stem>.<LANG>.burned.mp4",
     )
+    parser.add_argument("--speakers", metavar="auto|N|off", help="label who speaks: auto, a known count, or off")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config key (repeatable)")
     _out_option(parser)
 

@@ -20,6 +20,7 @@ from pipeline.config_values import (
     BACKENDS,
     COMPUTE_TYPES,
     DEVICES,
+    MAX_SPEAKERS,
     MUX_MODES,
     WORKFLOWS,
     Backend,
@@ -39,6 +40,7 @@ from pipeline.config_values import (
     _model,
     _or_auto,
     _path,
+    _speakers,
     _text,
 )
 from pipeline.errors import PipelineError
@@ -196,6 +198,22 @@ class Config:
         parse_burn_in,
         "",
         "subtitle workflow: burn one language's subtitles into <stem>.<lang>.burned.mp4 (off, source or a code)",
+    )
+    # Who spoke (issue 14): the speakers stage after transcribe, off by default (pipeline.speakers).
+    diarization: str = key("DIARIZATION", _speakers, "off", "speaker labels: off, auto (count found), or the count")
+    diarization_threshold: float = key(
+        "DIARIZATION_THRESHOLD",
+        _float_range(0.05, 2),
+        0.5,
+        "clustering distance threshold with DIARIZATION=auto: higher finds fewer speakers",
+    )
+    diarization_min_speakers: int = key("DIARIZATION_MIN_SPEAKERS", _int_range(1, MAX_SPEAKERS), 1, "fewest speakers")
+    diarization_max_speakers: int = key("DIARIZATION_MAX_SPEAKERS", _int_range(1, MAX_SPEAKERS), 20, "most speakers")
+    diarization_model_dir: str = key(
+        "DIARIZATION_MODEL_DIR",
+        _path,
+        "",
+        "a folder with segmentation.onnx and embedding.onnx; empty: `pipeline models install speakers`",
     )
     # Where each key's value came from ("default", "environment", a file and line ...): not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -140,3 +140,21 @@ def _folder(raw: str) -> str:
     if path and not Path(path).is_dir():
         raise ValueError("allowed: an existing folder, or empty (none)")
     return path
+
+
+# Diarization (issue 14): DIARIZATION=off|auto|N, the number of speakers when it is known.
+MAX_SPEAKERS = 50
+
+
+def _speakers(raw: str) -> str:
+    value = raw.strip().lower()
+    if value in ("off", "auto"):
+        return value
+    allowed = f"allowed: off, auto, or a number of speakers from 1 to {MAX_SPEAKERS}"
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(allowed) from None
+    if not 1 <= count <= MAX_SPEAKERS:
+        raise ValueError(allowed)
+    return str(count)

@@ -71,12 +71,12 @@ class Transcript:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for segment in data["segments"]:  # scores only where a backend left them (the worker drops them)
-            for key in ("avg_logprob", "no_speech_prob", "speaker"):  # speakers only where they were found
+            for key in ("avg_logprob", "no_speech_prob"):
                 if segment[key] is None:
                     del segment[key]
-            for word in segment["words"]:
-                if word["speaker"] is None:
-                    del word["speaker"]
+            for item in (segment, *segment["words"]):  # a speaker only where the speakers stage gave one
+                if item.get("speaker", "") is None:
+                    del item["speaker"]
         return data
 
     @classmethod

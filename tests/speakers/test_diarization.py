@@ -1,0 +1,85 @@
+"""The diarization worker on real speech of real, different people: pyannote's two-speaker sample, a clip of three
+people in turns, one speaker, silence; and its crashes. Thresholds: matrix/profiles.toml [thresholds.*.speakers]."""
+
+from __future__ import annotations
+
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.speakers import speakers
+from tests.speakers import clips
+from tests.speakers.conftest import threshold
+
+pytestmark = pytest.mark.slow
+SAMPLE = clips.FIXTURES / "pyannote-sample.wav"
+
+
+def test_pyannote_sample_two_speakers_unaided_within_the_der_threshold(diarize) -> None:  # type: ignore[no-untyped-def]
+    turns = diarize(SAMPLE)
+    reference = clips.read_rttm(clips.FIXTURES / "pyannote-sample.rttm")
+    assert len(speakers(turns)) == 2
+    assert clips.der(reference, turns, collar=0.25) <= threshold("der_sample")
+
+
+def _matched(reference: list, turns: list) -> list[tuple[float, float]]:
+    """Each reference change of speaker against the diarization's, in order: (end error, start error)."""
+    found, expected = clips.changes(turns), clips.changes(reference)
+    assert len(found) == len(expected), f"changes of speaker: {found} for {expected}"
+    return [(abs(a[0] - b[0]), abs(a[1] - b[1])) for a, b in zip(found, expected, strict=True)]
+
+
+def test_three_real_people_in_turns_count_and_every_change_of_speaker(diarize, turns_clip) -> None:  # type: ignore[no-untyped-def]
+    path, reference = turns_clip
+    turns = diarize(path)
+    assert len(speakers(turns)) == 3
+    errors = _matched(reference, turns)
+    assert max(max(e) for e in errors) <= threshold("turn_change_max"), errors
+
+
+def test_a_known_count_and_a_maximum_are_obeyed(diarize, turns_clip) -> None:  # type: ignore[no-untyped-def]
+    path, _ = turns_clip
+    assert len(speakers(diarize(path, num_speakers=2))) == 2
+    assert len(speakers(diarize(path, max_speakers=2))) == 2  # found 3 unaided: clustered again into 2
+
+
+def test_one_speaker_is_one_speaker(diarize) -> None:  # type: ignore[no-untyped-def]
+    assert speakers(diarize(clips.FIXTURES / "jfk.wav")) == ["SPEAKER_00"]
+
+
+def test_silence_gives_no_turns_and_no_error(diarize, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    silent = tmp_path / "silence.wav"
+    with wave.open(str(silent), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(b"\0\0" * 16000 * 5)
+    assert diarize(silent) == []
+
+
+# The real worker, with a crash after it wrote its result (salvaged) or before it did anything (reported).
+_CRASH_AFTER = "import os, sys; from pipeline.speakers.worker import main; main(sys.argv[1:]); os.abort()"
+_CRASH_BEFORE = "import os; print('loading the models', file=__import__('sys').stderr); os.abort()"
+
+
+def test_a_crash_after_the_result_is_salvaged(diarize) -> None:  # type: ignore[no-untyped-def]
+    turns = diarize(clips.FIXTURES / "jfk.wav", argv=[sys.executable, "-c", _CRASH_AFTER])
+    assert speakers(turns) == ["SPEAKER_00"]
+
+
+def test_a_crash_before_the_result_is_one_line(diarize) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(PipelineError) as failed:
+        diarize(clips.FIXTURES / "jfk.wav", argv=[sys.executable, "-c", _CRASH_BEFORE])
+    message = str(failed.value)
+    assert "\n" not in message and "exit code -6" in message and "loading the models" in message
+
+
+def test_long_media_in_chunks_keeps_each_voice_one_speaker(diarize, turns_clip) -> None:  # type: ignore[no-untyped-def]
+    # 20 s chunks cut the 36 s clip in two: the speakers of each chunk are linked by their voices.
+    path, reference = turns_clip
+    turns = diarize(path, chunk_seconds=20)
+    assert len(speakers(turns)) == 3
+    assert max(max(e) for e in _matched(reference, turns)) <= threshold("turn_change_max")
