@@ -23,6 +23,8 @@ from .harness import (
     wait_for,
 )
 
+pytestmark = pytest.mark.slow  # a real Ray instance per test: the full suite, not `make check`
+
 OPTIONS = ("-w", "transcribe", "-s", "en", "--model", "tiny.en")
 
 

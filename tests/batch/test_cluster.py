@@ -23,6 +23,8 @@ import pytest
 from .harness import TIMEOUT, env, manifests, pipeline, rows, start, wait_for
 from .test_batch import _done
 
+pytestmark = pytest.mark.slow  # a real Ray instance per test: the full suite, not `make check`
+
 RAY = str(Path(sys.executable).parent / "ray")
 
 
