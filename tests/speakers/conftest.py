@@ -11,7 +11,8 @@ import pytest
 from pipeline.profiles import load_matrix
 from pipeline.speakers import DiarizationRequest, Turn, relabel
 from pipeline.speakers.isolation import run_diarization
-from tests.speakers import clips
+
+from . import clips
 
 PROFILE = load_matrix().profile(os.environ.get("PIPELINE_PROFILE", "cpu"))
 

@@ -11,8 +11,9 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.speakers import speakers
-from tests.speakers import clips
-from tests.speakers.conftest import threshold
+
+from . import clips
+from .conftest import threshold
 
 pytestmark = pytest.mark.slow
 SAMPLE = clips.FIXTURES / "pyannote-sample.wav"
