@@ -198,6 +198,8 @@ def _tokens(segments: Iterable[Segment], width: int, speech: _Speech | None = No
     tokens: list[_Token] = []
     for segment in segments:
         timed = [(_ms(w.start), _ms(w.end), w.text.split(), w.speaker or segment.speaker) for w in segment.words]
+        # Words with nothing to show (a backend's blank tokens) leave the segment's own text to show.
+        timed = [t for t in timed if t[2]]
         timed = timed or [(_ms(segment.start), _ms(segment.end), segment.text.split(), segment.speaker)]
         first = len(tokens)
         for start, end, words, speaker in timed:

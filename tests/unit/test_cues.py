@@ -469,3 +469,9 @@ def test_one_speakers_long_turn_keeps_the_speaker_on_every_line():
 def test_no_speakers_no_speaker_fields():
     (cue,) = build_cues([Segment(0.0, 2.0, "Nobody was labelled.")])
     assert cue.speakers == ()
+
+
+def test_blank_words_leave_the_segment_text_to_show() -> None:
+    # Found by hypothesis: a backend's blank word tokens ("\r") hid the segment's text entirely.
+    segments = [Segment(0.0, 1.0, "Hello there", (Word(0.0, 0.5, "\r"), Word(0.5, 1.0, " ")))]
+    assert [line for cue in build_cues(segments, ReadingRules()) for line in cue.lines] == ["Hello there"]
