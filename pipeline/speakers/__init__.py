@@ -51,7 +51,7 @@ class DiarizationRequest:
     threshold: float = 0.5
     min_speakers: int = 1
     max_speakers: int = 20
-    threads: int = 0  # 0: all cores
+    threads: int = 0  # 0: one (THREADS=0 means all cores to ASR; onnxruntime gained nothing from more here)
     chunk_seconds: float = 300.0  # audio diarized at a time: bounds the worker's memory whatever the length
 
     def to_json(self) -> bytes:

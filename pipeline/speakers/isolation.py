@@ -2,7 +2,8 @@
 
 The worker writes its turns atomically before it exits: a worker that crashes after that (in teardown) is
 salvaged; one that crashes before, or makes no progress for `timeout` seconds, is stopped with its whole group and
-reported in one line. A resumed stage takes a result its earlier worker finished for the same request.
+reported in one line. A resumed stage takes a result its earlier worker finished for the same request, or the
+chunks it finished (the worker diarizes each chunk in a process of its own and keeps its turns in `chunks/`).
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def run_diarization(
     same = reuse and request_path.is_file() and request_path.read_bytes() == request_bytes
     if same and (done := _result(result_path)) is not None:  # a resumed stage: its earlier worker finished
         return Outcome([tuple(t) for t in done["turns"]], versions=done.get("versions", {}))
-    shutil.rmtree(workdir, ignore_errors=True)  # a stale result must never pass as this request's
-    (workdir / "tmp").mkdir(parents=True)
+    if not same:  # a stale result must never pass as this request's; the same request's finished chunks may
+        shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "tmp").mkdir(parents=True, exist_ok=True)
     with atomic.atomic_open(request_path, "wb") as handle:
         handle.write(request_bytes)
     _log(log_path, f"== diarization worker: {request.segmentation} + {request.embedding}")
