@@ -18,11 +18,13 @@ pytestmark = pytest.mark.slow
 SAMPLE = clips.FIXTURES / "pyannote-sample.wav"
 
 
-def test_pyannote_sample_two_speakers_unaided_within_the_der_threshold(diarize) -> None:  # type: ignore[no-untyped-def]
+def test_pyannote_sample_two_speakers_unaided_within_the_der_threshold(diarize, record_speakers) -> None:  # type: ignore[no-untyped-def]
     turns = diarize(SAMPLE)
     reference = clips.read_rttm(clips.FIXTURES / "pyannote-sample.rttm")
+    der = clips.der(reference, turns, collar=0.25)
+    record_speakers("pyannote-sample", turns, 2, der)
     assert len(speakers(turns)) == 2
-    assert clips.der(reference, turns, collar=0.25) <= threshold("der_sample")
+    assert der <= threshold("der_sample")
 
 
 def _matched(reference: list, turns: list) -> list[tuple[float, float]]:
@@ -32,9 +34,10 @@ def _matched(reference: list, turns: list) -> list[tuple[float, float]]:
     return [(abs(a[0] - b[0]), abs(a[1] - b[1])) for a, b in zip(found, expected, strict=True)]
 
 
-def test_three_real_people_in_turns_count_and_every_change_of_speaker(diarize, turns_clip) -> None:  # type: ignore[no-untyped-def]
+def test_three_real_people_in_turns_count_and_every_change_of_speaker(diarize, turns_clip, record_speakers) -> None:  # type: ignore[no-untyped-def]
     path, reference = turns_clip
     turns = diarize(path)
+    record_speakers("three-people", turns, 3, clips.der(reference, turns, collar=0.25))
     assert len(speakers(turns)) == 3
     errors = _matched(reference, turns)
     assert max(max(e) for e in errors) <= threshold("turn_change_max"), errors
@@ -46,8 +49,10 @@ def test_a_known_count_and_a_maximum_are_obeyed(diarize, turns_clip) -> None:  #
     assert len(speakers(diarize(path, max_speakers=2))) == 2  # found 3 unaided: clustered again into 2
 
 
-def test_one_speaker_is_one_speaker(diarize) -> None:  # type: ignore[no-untyped-def]
-    assert speakers(diarize(clips.FIXTURES / "jfk.wav")) == ["SPEAKER_00"]
+def test_one_speaker_is_one_speaker(diarize, record_speakers) -> None:  # type: ignore[no-untyped-def]
+    turns = diarize(clips.FIXTURES / "jfk.wav")
+    record_speakers("jfk", turns, 1)
+    assert speakers(turns) == ["SPEAKER_00"]
 
 
 def test_silence_gives_no_turns_and_no_error(diarize, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -77,9 +82,10 @@ def test_a_crash_before_the_result_is_one_line(diarize) -> None:  # type: ignore
     assert "\n" not in message and "exit code -6" in message and "loading the models" in message
 
 
-def test_long_media_in_chunks_keeps_each_voice_one_speaker(diarize, turns_clip) -> None:  # type: ignore[no-untyped-def]
+def test_long_media_in_chunks_keeps_each_voice_one_speaker(diarize, turns_clip, record_speakers) -> None:  # type: ignore[no-untyped-def]
     # 20 s chunks cut the 36 s clip in two: the speakers of each chunk are linked by their voices.
     path, reference = turns_clip
     turns = diarize(path, chunk_seconds=20)
+    record_speakers("three-people-in-chunks", turns, 3, clips.der(reference, turns, collar=0.25))
     assert len(speakers(turns)) == 3
     assert max(max(e) for e in _matched(reference, turns)) <= threshold("turn_change_max")
