@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import itertools
 import json
 import os
 import resource
@@ -94,32 +93,39 @@ def _bounded(request: DiarizationRequest, found: int) -> int | None:
     return wanted if found and wanted != found else None
 
 
-def _chunks(request: DiarizationRequest) -> list[tuple[float, float]]:
-    """(offset, duration) of each chunk the audio is diarized in (audio.chunks cuts them in quiet frames)."""
-    return [(c.offset, c.duration) for c in audio.chunks(request.audio, request.chunk_seconds)]
+def _chunks(request: DiarizationRequest) -> list[tuple[int, int]]:
+    """(first sample, samples) of each chunk the audio is diarized in (audio.chunks cuts them in quiet frames)."""
+    return [
+        (round(c.offset * audio.SAMPLE_RATE), len(c.samples))
+        for c in audio.chunks(request.audio, request.chunk_seconds)
+    ]
 
 
-def diarize_chunk(request: DiarizationRequest, index: int, count: int, emit: IO[str] | None = None) -> Raw:
+def diarize_chunk(request: DiarizationRequest, first: int, length: int, count: int, emit: IO[str] | None = None) -> Raw:
     """sherpa-onnx's diarization of one chunk, its turns in seconds from the chunk's start. A file in one chunk
     is clustered into the known count, or again into the nearest bound when the threshold found one outside
     [min_speakers, max_speakers]; the speakers of several chunks are linked later (`_link`)."""
+    import numpy as np
     import sherpa_onnx
 
-    chunk = next(itertools.islice(audio.chunks(request.audio, request.chunk_seconds), index, None))
-    total = audio.duration(request.audio)
+    with wave.open(request.audio, "rb") as wav:  # only this chunk's samples, with no copy to spare
+        wav.setpos(first)
+        samples = np.frombuffer(wav.readframes(length), dtype="<i2").astype(np.float32) / 32768.0
+        total = wav.getnframes() / audio.SAMPLE_RATE
+    offset, duration = first / audio.SAMPLE_RATE, length / audio.SAMPLE_RATE
 
     def callback(done: int, windows: int) -> int:
-        at = chunk.offset + chunk.duration * done / max(windows, 1)
+        at = offset + duration * done / max(windows, 1)
         if emit is not None:
             emit.write(json.dumps({"event": "progress", "done": round(at, 1), "total": round(total, 1)}) + "\n")
         return 0  # go on
 
     config, _ = _configs(request, (request.num_speakers or -1) if count == 1 else -1)
-    result = sherpa_onnx.OfflineSpeakerDiarization(config).process(chunk.samples, callback=callback)
+    result = sherpa_onnx.OfflineSpeakerDiarization(config).process(samples, callback=callback)
     turns = [(float(s.start), float(s.end), int(s.speaker)) for s in result.sort_by_start_time()]
     if count == 1 and (clusters := _bounded(request, len({t[2] for t in turns}))) is not None:
         config, _ = _configs(request, clusters)
-        result = sherpa_onnx.OfflineSpeakerDiarization(config).process(chunk.samples)
+        result = sherpa_onnx.OfflineSpeakerDiarization(config).process(samples)
         turns = [(float(s.start), float(s.end), int(s.speaker)) for s in result.sort_by_start_time()]
     return turns
 
@@ -136,20 +142,23 @@ def diarize(request: DiarizationRequest, workdir: Path, emit: IO[str] | None = N
     folder.mkdir(parents=True, exist_ok=True)
     request_path = workdir / "request.json"
     done: list[Raw] = []
-    for index, (offset, _) in enumerate(bounds):
+    for index, (first, length) in enumerate(bounds):
         path = folder / f"{index:04d}.json"
         if not path.is_file():  # not finished by an earlier worker of this request
-            _run_chunk(request_path, index, len(bounds), path, emit)
-        local = [(float(a), float(b), int(c)) for a, b, c in json.loads(path.read_text(encoding="utf-8"))["turns"]]
-        done.append([(a + offset, b + offset, c) for a, b, c in local])
+            _run_chunk(request_path, (first, length), index, len(bounds), path, emit)
+        local = json.loads(path.read_text(encoding="utf-8"))["turns"]
+        offset = first / audio.SAMPLE_RATE
+        done.append([(float(a) + offset, float(b) + offset, int(c)) for a, b, c in local])
     if len(done) <= 1:
         return done[0] if done else []
     return _link(request, done)
 
 
-def _run_chunk(request_path: Path, index: int, count: int, path: Path, emit: IO[str] | None) -> None:
-    argv = [sys.executable, "-m", "pipeline.speakers.worker", "--chunk", str(request_path), str(index), str(count)]
-    argv.append(str(path))
+def _run_chunk(
+    request_path: Path, bounds: tuple[int, int], index: int, count: int, path: Path, emit: IO[str] | None
+) -> None:
+    argv = [sys.executable, "-m", "pipeline.speakers.worker", "--chunk", str(request_path), *map(str, bounds)]
+    argv += [str(count), str(path)]
     # Its progress lines go straight to our parent; its stdin is its lifeline to us (same process group).
     with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=emit or subprocess.DEVNULL) as child:
         code = child.wait()
@@ -212,12 +221,11 @@ def _link(request: DiarizationRequest, chunks: list[Raw]) -> Raw:
 def main(argv: list[str]) -> None:
     _lifeline()
     emit = _events()
-    if argv[0] == "--chunk":  # one chunk, in a process of its own: REQUEST INDEX COUNT OUT
+    if argv[0] == "--chunk":  # one chunk, in a process of its own: REQUEST FIRST_SAMPLE SAMPLES CHUNKS OUT
         request = DiarizationRequest(**json.loads(Path(argv[1]).read_bytes()))
-        turns = diarize_chunk(request, int(argv[2]), int(argv[3]), emit)
-        atomic.write_text(Path(argv[4]), json.dumps({"turns": turns}))
-        emit.flush()
-        os._exit(0)  # now: the lifeline thread blocked in stdin would make the interpreter's shutdown abort
+        turns = diarize_chunk(request, int(argv[2]), int(argv[3]), int(argv[4]), emit)
+        atomic.write_text(Path(argv[5]), json.dumps({"turns": turns}))
+        return
     request_path, result_path = Path(argv[0]), Path(argv[1])
     request = DiarizationRequest(**json.loads(request_path.read_bytes()))
     turns = diarize(request, request_path.parent, emit)
@@ -230,7 +238,11 @@ def main(argv: list[str]) -> None:
     payload = {"turns": turns, "peak_rss_mb": round(max(usage, children) / 1024, 1), "versions": versions}
     atomic.write_text(result_path, json.dumps(payload))  # complete or absent: the parent may salvage it
     emit.write(json.dumps({"event": "done"}) + "\n")
+    emit.flush()
 
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # the lifeline thread blocked in stdin would make the interpreter's shutdown abort

@@ -89,3 +89,24 @@ def test_long_media_in_chunks_keeps_each_voice_one_speaker(diarize, turns_clip, 
     record_speakers("three-people-in-chunks", turns, 3, clips.der(reference, turns, collar=0.25))
     assert len(speakers(turns)) == 3
     assert max(max(e) for e in _matched(reference, turns)) <= threshold("turn_change_max")
+
+
+def test_a_resumed_diarization_redoes_only_the_chunks_not_finished(speaker_models, turns_clip, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Each chunk is diarized by a process of its own that keeps its turns: a worker stopped after the first chunk
+    # (here: the result and the second chunk's turns removed) is resumed from the second chunk.
+    from pipeline.speakers import DiarizationRequest, relabel
+    from pipeline.speakers.isolation import run_diarization
+
+    path, _ = turns_clip
+    segmentation, embedding = speaker_models
+    request = DiarizationRequest(str(path), str(segmentation), str(embedding), chunk_seconds=20)
+    workdir = tmp_path / "speakers"
+    first = run_diarization(request, workdir, log_path=tmp_path / "log", timeout=600)
+    done = sorted((workdir / "chunks").glob("*.json"))
+    assert len(done) == 2
+    (workdir / "result.json").unlink()
+    done[1].unlink()
+    kept = done[0].stat().st_mtime_ns
+    again = run_diarization(request, workdir, log_path=tmp_path / "log", timeout=600)
+    assert done[0].stat().st_mtime_ns == kept and done[1].is_file()
+    assert again.exit_code == 0 and relabel(again.turns) == relabel(first.turns)
