@@ -34,6 +34,7 @@ class Outcome:
     exit_code: int | None = None  # None: reused from an earlier run
     salvaged: bool = False  # the worker crashed after writing its result
     peak_rss_mb: float | None = None
+    cpu_s: float | None = None  # the worker's and its chunk processes' user + system time
     versions: dict[str, str] = field(default_factory=dict)
 
 
@@ -128,6 +129,7 @@ def run_diarization(
             exit_code=code,
             salvaged=code != 0,
             peak_rss_mb=peak,
+            cpu_s=done.get("cpu_s"),
             versions=done.get("versions", {}),
         )
     if stalled:

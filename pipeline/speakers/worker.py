@@ -229,13 +229,15 @@ def main(argv: list[str]) -> None:
     request_path, result_path = Path(argv[0]), Path(argv[1])
     request = DiarizationRequest(**json.loads(request_path.read_bytes()))
     turns = diarize(request, request_path.parent, emit)
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest chunk worker
+    own, chunks = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    usage, children = own.ru_maxrss, chunks.ru_maxrss  # the largest chunk worker's
+    cpu = own.ru_utime + own.ru_stime + chunks.ru_utime + chunks.ru_stime
     versions = {}
     for dist in ("sherpa-onnx", "onnxruntime"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
-    payload = {"turns": turns, "peak_rss_mb": round(max(usage, children) / 1024, 1), "versions": versions}
+    peak = round(max(usage, children) / 1024, 1)
+    payload = {"turns": turns, "peak_rss_mb": peak, "cpu_s": round(cpu, 2), "versions": versions}
     atomic.write_text(result_path, json.dumps(payload))  # complete or absent: the parent may salvage it
     emit.write(json.dumps({"event": "done"}) + "\n")
     emit.flush()
