@@ -37,7 +37,7 @@ def _matched(reference: list, turns: list) -> list[tuple[float, float]]:
 def test_three_real_people_in_turns_count_and_every_change_of_speaker(diarize, turns_clip, record_speakers) -> None:  # type: ignore[no-untyped-def]
     path, reference = turns_clip
     turns = diarize(path)
-    record_speakers("three-people", turns, 3, clips.der(reference, turns, collar=0.25))
+    record_speakers("three-people", turns, 3)
     assert len(speakers(turns)) == 3
     errors = _matched(reference, turns)
     assert max(max(e) for e in errors) <= threshold("turn_change_max"), errors
@@ -86,7 +86,7 @@ def test_long_media_in_chunks_keeps_each_voice_one_speaker(diarize, turns_clip, 
     # 20 s chunks cut the 36 s clip in two: the speakers of each chunk are linked by their voices.
     path, reference = turns_clip
     turns = diarize(path, chunk_seconds=20)
-    record_speakers("three-people-in-chunks", turns, 3, clips.der(reference, turns, collar=0.25))
+    record_speakers("three-people-in-chunks", turns, 3)
     assert len(speakers(turns)) == 3
     assert max(max(e) for e in _matched(reference, turns)) <= threshold("turn_change_max")
 
