@@ -3,8 +3,10 @@
 `pipeline transcribe CLIP -s en --speakers auto` with the profile's defaults, on 1 and 20 min of real speech
 (benchmarks.clips: the LibriVox reader and Kennedy, looped). Both stages run in the same job, so their wall times
 share the same machine load: the figure is the speakers stage's wall time over the transcribe stage's (goal: at most
-0.5x on the cpu profile). Memory: the diarization worker's kernel peak (manifest) on 20 min over 1 min (the worker
-reads and diarizes one chunk at a time: flat). `--quick`: 1 vs 4 min.
+0.5x on the cpu profile). CPU: the diarization worker's (its chunk processes included) over the rest of the
+job's, nearly all transcription: the same comparison without the machine's load. Memory: the diarization worker's
+kernel peak (manifest) on 20 min over 1 min (each chunk is diarized by a process of its own: flat). `--quick`: 1
+vs 4 min.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def job_facts(run: Run, ctx: Context, duration: float) -> dict[str, Any]:
         "speakers_state": speakers.get("state"),
         "speakers_found": speakers.get("speakers"),
         "speakers_worker_peak_rss_mb": speakers.get("worker_peak_rss_mb"),
+        "speakers_worker_cpu_s": speakers.get("worker_cpu_s"),
+        "rest_cpu_s": round(run.cpu_s - (speakers.get("worker_cpu_s") or 0.0), 2),
         "speakers_stage_peak_rss_mb": speakers.get("peak_rss_mb"),
         "asr_worker_peak_rss_mb": transcribe.get("worker_peak_rss_mb"),
         "speakers_rtf": round(speakers.get("wall_s", 0) / duration, 3),
@@ -58,6 +62,7 @@ def run(ctx: Context) -> dict[str, Any]:
     long_min, short_min = (f"{points[label].duration_s / 60:g} min" for label in ("long", "short"))
     share = round(long["speakers_wall_s"] / long["transcribe_wall_s"], 3)
     growth = round(long["speakers_worker_peak_rss_mb"] / short["speakers_worker_peak_rss_mb"], 3)
+    cpu_share = round(long["speakers_worker_cpu_s"] / long["rest_cpu_s"], 3) if long["speakers_worker_cpu_s"] else None
     summary = [
         {
             "metric": f"speakers stage wall / transcribe stage wall, {long_min} (same job)",
@@ -66,6 +71,14 @@ def run(ctx: Context) -> dict[str, Any]:
             "ratio": share,
             "goal": f"<= {SHARE_GOAL}",
             "verdict": "met" if share <= SHARE_GOAL else "missed",
+        },
+        {
+            "metric": f"diarization CPU s / the rest of the job's CPU s (transcription), {long_min}",
+            "pipeline": f"{long['speakers_worker_cpu_s']} s",
+            "peer": f"{long['rest_cpu_s']:.0f} s (rest)",
+            "ratio": cpu_share,
+            "goal": "",
+            "verdict": "",
         },
         {
             "metric": f"diarization worker peak RSS MB, {long_min} / {short_min}",
@@ -88,6 +101,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "clips": {label: clip.to_dict() for label, clip in points.items()},
         "share_long": share,
         "memory_growth": growth,
+        "cpu_share_long": cpu_share,
         "summary": summary,
         "runs": [r.to_dict() for r in runs.values()],
         "discarded_runs": [r.to_dict() for r in discarded],

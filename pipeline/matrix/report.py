@@ -17,8 +17,8 @@ from typing import Any
 
 from pipeline import atomic
 from pipeline.matrix.results import CaseResult, RunResults, collect
+from pipeline.reporting import MISSING, html_figures, html_table, png, pyplot
 from pipeline.reporting import grouped_bars as _grouped_bars
-from pipeline.reporting import html_figures, html_table, png, pyplot
 from pipeline.reporting import html_page as _page
 from pipeline.reporting import markdown_table as _table
 from pipeline.reporting import num as _num
@@ -53,6 +53,13 @@ class Row:
     def mean(self, attr: str) -> float | None:
         values = [v for c in self.ran if (v := getattr(c, attr)) is not None]
         return fmean(values) if values else None
+
+    def speakers(self) -> tuple[float | None, str]:
+        """Diarization cases (tests/speakers): mean DER, and cases whose speaker count was right / counted."""
+        ders = [c.extra["der"] for c in self.ran if c.extra.get("der") is not None]
+        counted = [c for c in self.ran if "speakers_found" in c.extra]
+        right = sum(c.extra["speakers_found"] == c.extra.get("speakers_expected") for c in counted)
+        return (fmean(ders) if ders else None), (f"{right}/{len(counted)}" if counted else MISSING)
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -96,6 +103,8 @@ COLUMNS = (
     "mean coverage",
     "cue start s",
     "cue end s",
+    "mean DER",
+    "speaker counts right",
     "mean RTF",
     "peak RSS MB",
     "crashes",
@@ -122,6 +131,8 @@ def row_cells(row: Row) -> list[str]:
         _num(row.mean("coverage"), 2),
         _cue_start(row),
         _num(row.mean("cue_end_median_s"), 2),
+        _num(row.speakers()[0]),
+        row.speakers()[1],
         _num(row.mean("rtf")),
         _num(row.peak_rss_mb, 0),
         str(row.crashes),

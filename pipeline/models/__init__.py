@@ -209,13 +209,21 @@ def _mlx_from_ct2(source: Path, target: Path) -> Path:
     return convert_ct2_to_mlx(source, target)
 
 
+SPEAKERS = "onnx-speakers"  # the diarization models' folder (pipeline.models.speakers), for `models list` only
+
+
 def installed() -> list[tuple[str, Path, str]]:
-    """(name, folder, format) of every model in the models folder."""
+    """(name, folder, format) of every model in the models folder, the diarization models' folder included."""
     root = models_dir()
     if not root.is_dir():
         return []
+
+    def kind(folder: Path) -> str | None:
+        speakers = all((folder / name).is_file() for name in ("segmentation.onnx", "embedding.onnx", "model.json"))
+        return model_format(folder) or (SPEAKERS if speakers else None)
+
     return [
         (child.name, child, fmt)
         for child in sorted(root.iterdir())
-        if child.is_dir() and not child.name.startswith(".") and (fmt := model_format(child))
+        if child.is_dir() and not child.name.startswith(".") and (fmt := kind(child))
     ]

@@ -51,8 +51,10 @@ class DiarizationRequest:
     threshold: float = 0.5
     min_speakers: int = 1
     max_speakers: int = 20
-    threads: int = 0  # 0: all cores
-    chunk_seconds: float = 300.0  # audio diarized at a time: bounds the worker's memory whatever the length
+    threads: int = 0  # 0: one (THREADS=0 means all cores to ASR; onnxruntime gained nothing from more here)
+    # Audio diarized at a time, each chunk by a process of its own: the worker's peak grows with it (sherpa-onnx
+    # holds copies of the chunk), and every process costs a start (benchmarks/README.md)
+    chunk_seconds: float = 120.0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

@@ -2,7 +2,8 @@
 
 The worker writes its turns atomically before it exits: a worker that crashes after that (in teardown) is
 salvaged; one that crashes before, or makes no progress for `timeout` seconds, is stopped with its whole group and
-reported in one line. A resumed stage takes a result its earlier worker finished for the same request.
+reported in one line. A resumed stage takes a result its earlier worker finished for the same request, or the
+chunks it finished (the worker diarizes each chunk in a process of its own and keeps its turns in `chunks/`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Outcome:
     exit_code: int | None = None  # None: reused from an earlier run
     salvaged: bool = False  # the worker crashed after writing its result
     peak_rss_mb: float | None = None
+    cpu_s: float | None = None  # the worker's and its chunk processes' user + system time
     versions: dict[str, str] = field(default_factory=dict)
 
 
@@ -68,8 +70,9 @@ def run_diarization(
     same = reuse and request_path.is_file() and request_path.read_bytes() == request_bytes
     if same and (done := _result(result_path)) is not None:  # a resumed stage: its earlier worker finished
         return Outcome([tuple(t) for t in done["turns"]], versions=done.get("versions", {}))
-    shutil.rmtree(workdir, ignore_errors=True)  # a stale result must never pass as this request's
-    (workdir / "tmp").mkdir(parents=True)
+    if not same:  # a stale result must never pass as this request's; the same request's finished chunks may
+        shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "tmp").mkdir(parents=True, exist_ok=True)
     with atomic.atomic_open(request_path, "wb") as handle:
         handle.write(request_bytes)
     _log(log_path, f"== diarization worker: {request.segmentation} + {request.embedding}")
@@ -126,6 +129,7 @@ def run_diarization(
             exit_code=code,
             salvaged=code != 0,
             peak_rss_mb=peak,
+            cpu_s=done.get("cpu_s"),
             versions=done.get("versions", {}),
         )
     if stalled:

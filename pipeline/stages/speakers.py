@@ -25,6 +25,7 @@ class Diarized(StageResult):
     salvaged: int  # the worker crashed after writing its result
     reused: int
     worker_peak_rss_mb: float | None
+    worker_cpu_s: float | None = None
     versions: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
 
@@ -61,6 +62,7 @@ def diarize(ctx: Context) -> StageResult:
         salvaged=int(outcome.salvaged),
         reused=int(outcome.exit_code is None),
         worker_peak_rss_mb=outcome.peak_rss_mb,
+        worker_cpu_s=outcome.cpu_s,
         versions=outcome.versions,
         outputs=[str((ctx.work / TURNS).relative_to(ctx.job_dir)), *written],
     )

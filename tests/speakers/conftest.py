@@ -4,12 +4,14 @@ shared models folder), the multi-speaker clip, and a diarization run the way the
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
+from pipeline.audio import duration as audio_duration
 from pipeline.profiles import load_matrix
-from pipeline.speakers import DiarizationRequest, Turn, relabel
+from pipeline.speakers import DiarizationRequest, Turn, relabel, speakers
 from pipeline.speakers.isolation import run_diarization
 
 from . import clips
@@ -41,10 +43,34 @@ def diarize(speaker_models: tuple[Path, Path], tmp_path: Path):  # type: ignore[
         segmentation, embedding = speaker_models
         request = DiarizationRequest(str(audio), str(segmentation), str(embedding), **settings)  # type: ignore[arg-type]
         workdir = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
+        started = time.monotonic()
         outcome = run_diarization(request, workdir, log_path=tmp_path / "log", timeout=600, argv=argv)
+        run.facts = {  # type: ignore[attr-defined]
+            "audio_seconds": round(audio_duration(audio), 3),
+            "wall_s": round(time.monotonic() - started, 3),
+        }
         return relabel(outcome.turns)
 
     return run
+
+
+@pytest.fixture
+def record_speakers(record_result, diarize):  # type: ignore[no-untyped-def]
+    """Record a diarization case in the matrix results (the report's DER and speaker-count columns), before its
+    assertions, so a missed threshold is recorded with its figures. DER only where the reference is a human
+    one (pyannote's RTTM); no peak: the kernel's counts the forked test process's pages too."""
+
+    def record(case: str, turns: list[Turn], expected: int, der: float | None = None) -> None:
+        found = len(speakers(turns))
+        facts = getattr(diarize, "facts", {})
+        extra = {
+            "speakers_expected": expected,
+            "speakers_found": found,
+            **({"der": round(der, 4)} if der is not None else {}),
+        }
+        record_result(suite="speakers", case=case, backend="sherpa-onnx", extra=extra, **facts)
+
+    return record
 
 
 MODEL = os.environ.get("PIPELINE_TEST_MODEL", load_matrix().defaults["test_model"])

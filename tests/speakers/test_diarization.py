@@ -19,11 +19,13 @@ pytestmark = pytest.mark.slow
 SAMPLE = clips.FIXTURES / "pyannote-sample.wav"
 
 
-def test_pyannote_sample_two_speakers_unaided_within_the_der_threshold(diarize) -> None:  # type: ignore[no-untyped-def]
+def test_pyannote_sample_two_speakers_unaided_within_the_der_threshold(diarize, record_speakers) -> None:  # type: ignore[no-untyped-def]
     turns = diarize(SAMPLE)
     reference = clips.read_rttm(clips.FIXTURES / "pyannote-sample.rttm")
+    der = clips.der(reference, turns, collar=0.25)
+    record_speakers("pyannote-sample", turns, 2, der)
     assert len(speakers(turns)) == 2
-    assert clips.der(reference, turns, collar=0.25) <= threshold("der_sample")
+    assert der <= threshold("der_sample")
 
 
 def _matched(reference: list, turns: list) -> list[tuple[float, float]]:
@@ -33,9 +35,10 @@ def _matched(reference: list, turns: list) -> list[tuple[float, float]]:
     return [(abs(a[0] - b[0]), abs(a[1] - b[1])) for a, b in zip(found, expected, strict=True)]
 
 
-def test_three_real_people_in_turns_count_and_every_change_of_speaker(diarize, turns_clip) -> None:  # type: ignore[no-untyped-def]
+def test_three_real_people_in_turns_count_and_every_change_of_speaker(diarize, turns_clip, record_speakers) -> None:  # type: ignore[no-untyped-def]
     path, reference = turns_clip
     turns = diarize(path)
+    record_speakers("three-people", turns, 3)
     assert len(speakers(turns)) == 3
     errors = _matched(reference, turns)
     assert max(max(e) for e in errors) <= threshold("turn_change_max"), errors
@@ -47,8 +50,10 @@ def test_a_known_count_and_a_maximum_are_obeyed(diarize, turns_clip) -> None:  #
     assert len(speakers(diarize(path, max_speakers=2))) == 2  # found 3 unaided: clustered again into 2
 
 
-def test_one_speaker_is_one_speaker(diarize) -> None:  # type: ignore[no-untyped-def]
-    assert speakers(diarize(clips.FIXTURES / "jfk.wav")) == ["SPEAKER_00"]
+def test_one_speaker_is_one_speaker(diarize, record_speakers) -> None:  # type: ignore[no-untyped-def]
+    turns = diarize(clips.FIXTURES / "jfk.wav")
+    record_speakers("jfk", turns, 1)
+    assert speakers(turns) == ["SPEAKER_00"]
 
 
 def test_silence_gives_no_turns_and_no_error(diarize, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -78,9 +83,31 @@ def test_a_crash_before_the_result_is_one_line(diarize) -> None:  # type: ignore
     assert "\n" not in message and "exit code -6" in message and "loading the models" in message
 
 
-def test_long_media_in_chunks_keeps_each_voice_one_speaker(diarize, turns_clip) -> None:  # type: ignore[no-untyped-def]
+def test_long_media_in_chunks_keeps_each_voice_one_speaker(diarize, turns_clip, record_speakers) -> None:  # type: ignore[no-untyped-def]
     # 20 s chunks cut the 36 s clip in two: the speakers of each chunk are linked by their voices.
     path, reference = turns_clip
     turns = diarize(path, chunk_seconds=20)
+    record_speakers("three-people-in-chunks", turns, 3)
     assert len(speakers(turns)) == 3
     assert max(max(e) for e in _matched(reference, turns)) <= threshold("turn_change_max")
+
+
+def test_a_resumed_diarization_redoes_only_the_chunks_not_finished(speaker_models, turns_clip, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Each chunk is diarized by a process of its own that keeps its turns: a worker stopped after the first chunk
+    # (here: the result and the second chunk's turns removed) is resumed from the second chunk.
+    from pipeline.speakers import DiarizationRequest, relabel
+    from pipeline.speakers.isolation import run_diarization
+
+    path, _ = turns_clip
+    segmentation, embedding = speaker_models
+    request = DiarizationRequest(str(path), str(segmentation), str(embedding), chunk_seconds=20)
+    workdir = tmp_path / "speakers"
+    first = run_diarization(request, workdir, log_path=tmp_path / "log", timeout=600)
+    done = sorted((workdir / "chunks").glob("*.json"))
+    assert len(done) == 2
+    (workdir / "result.json").unlink()
+    done[1].unlink()
+    kept = done[0].stat().st_mtime_ns
+    again = run_diarization(request, workdir, log_path=tmp_path / "log", timeout=600)
+    assert done[0].stat().st_mtime_ns == kept and done[1].is_file()
+    assert again.exit_code == 0 and relabel(again.turns) == relabel(first.turns)

@@ -112,3 +112,11 @@ def test_bad_settings_are_one_line_errors_at_prepare(cli, tmp_path, args, says) 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pipeline: error:") and says in lines[0], lines
     assert not cli.out.exists() or not list(cli.out.rglob("manifest.json"))
+
+
+def test_models_list_shows_the_installed_speaker_models(cli, speaker_models) -> None:  # type: ignore[no-untyped-def]
+    segmentation, _ = speaker_models
+    done = cli("models", "list")
+    assert done.returncode == 0, done.stderr
+    assert any(line.split()[:2] == ["speakers", "onnx-speakers"] for line in done.stdout.splitlines()), done.stdout
+    assert str(segmentation.parent) in done.stdout

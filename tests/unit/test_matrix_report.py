@@ -82,6 +82,19 @@ def results(tmp_path: Path) -> Path:
                 cue_end_median_s=0.2,
                 backend="whisperx",
             ),
+            CaseResult(
+                "speakers",
+                "sample",
+                backend="sherpa-onnx",
+                extra={"der": 0.04, "speakers_expected": 2, "speakers_found": 2},
+            ),
+            CaseResult(
+                "speakers",
+                "three-people",
+                outcome="failed",
+                backend="sherpa-onnx",
+                extra={"der": 0.02, "speakers_expected": 3, "speakers_found": 2},
+            ),
         ],
     ).write(folder / "results-cpu")
     _run(
@@ -105,8 +118,9 @@ def test_table_per_profile_backend_suite(results: Path, tmp_path: Path) -> None:
     markdown, written = write_report([results], tmp_path / "report")
     assert written == [tmp_path / "report" / "report.md", tmp_path / "report" / "report.html"]
     assert (tmp_path / "report" / "report.md").read_text() == markdown
-    assert "3 results file(s), 10 cases, 6 passed." in markdown
-    # profile, backend, suite, cases, pass rate, WER, recall, coverage, cue start, cue end, RTF, peak MB,
+    assert "3 results file(s), 12 cases, 7 passed." in markdown
+    # profile, backend, suite, cases, pass rate, WER, recall, coverage, cue start, cue end, DER, speaker counts
+    # right, RTF, peak MB,
     # crashes, salvaged, fallbacks, error rate
     assert _row(markdown, "cpu", "whisperx", "transcribe") == [
         "cpu",
@@ -115,6 +129,8 @@ def test_table_per_profile_backend_suite(results: Path, tmp_path: Path) -> None:
         "2",
         "50%",
         "0.150",
+        "–",
+        "–",
         "–",
         "–",
         "–",
@@ -137,6 +153,8 @@ def test_table_per_profile_backend_suite(results: Path, tmp_path: Path) -> None:
         "–",
         "–",
         "–",
+        "–",
+        "–",
         "0.300",
         "500",
         "1",
@@ -149,6 +167,8 @@ def test_table_per_profile_backend_suite(results: Path, tmp_path: Path) -> None:
     assert _row(markdown, "cpu", "whisperx", "subtitle")[7] == "0.95"
     # cue timing: the mean of the cases' medians, and the worst start of any case
     assert _row(markdown, "cpu", "whisperx", "subtitle")[8:10] == ["0.10 (max 1.20)", "0.15"]
+    # diarization: the mean DER, and the cases whose speaker count was right
+    assert _row(markdown, "cpu", "sherpa-onnx", "speakers")[10:12] == ["0.030", "1/2"]
     assert _row(markdown, "mps", "unknown", "transcribe")[3:5] == ["1", "0%"]
     assert _row(markdown, "mps", "unknown", "transcribe")[-1] == "100%"
     assert "| cpu | whisperx | transcribe | librivox | failed | AssertionError: WER 0.30 > 0.20 |" in markdown
@@ -177,6 +197,7 @@ def test_aggregate_keys_rows_by_backend_actually_used(results: Path) -> None:
     rows = aggregate(run for _, run in collect([results]))
     assert [(r.profile, r.backend, r.suite) for r in rows] == [
         ("cpu", "faster-whisper", "transcribe"),
+        ("cpu", "sherpa-onnx", "speakers"),
         ("cpu", "whisperx", "subtitle"),
         ("cpu", "whisperx", "transcribe"),
         ("cpu", "whisperx", "translate"),
