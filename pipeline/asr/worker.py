@@ -165,7 +165,7 @@ def _watch_parent(go: threading.Event, lines: queue.Queue[bytes]) -> None:
     _die_with_group()
 
 
-def _lifeline(lines: queue.Queue[bytes]) -> threading.Event:
+def _lifeline(lines: queue.Queue[bytes] | None = None) -> threading.Event:
     """Watch our stdin when it is a pipe, as the pipeline starts us; run by hand (a terminal, /dev/null), there is
     no parent to outlive, and "go" is then never needed: --wait is the pipeline's."""
     go = threading.Event()
@@ -174,7 +174,8 @@ def _lifeline(lines: queue.Queue[bytes]) -> threading.Event:
     except OSError:
         piped = False
     if piped:
-        threading.Thread(target=_watch_parent, args=(go, lines), name="parent-watch", daemon=True).start()
+        watch = (go, lines if lines is not None else queue.Queue())
+        threading.Thread(target=_watch_parent, args=watch, name="parent-watch", daemon=True).start()
     else:
         go.set()
     return go
