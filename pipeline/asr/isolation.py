@@ -2,7 +2,8 @@
 
 `run_isolated` tries the profile's fallback chain in order. Per attempt it spawns `pipeline.asr.worker` in its
 own process group, reads progress from the worker's stdout, copies its stderr into the job log, and decides
-(the first attempt may be a `WarmStart`: a worker started ahead of its audio, its model loaded meanwhile):
+(the first attempt may be a `WarmStart`: a worker started ahead of its audio, its model loaded meanwhile; or a
+request to a batch actor's served worker, `pipeline.asr.served`, whose "exit 0" is its `done` event):
 
 | worker ended                                  | result + marker        | outcome    | then          |
 |-----------------------------------------------|------------------------|------------|---------------|
