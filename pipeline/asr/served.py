@@ -42,6 +42,23 @@ from pipeline.asr.attempts import Attempt
 from pipeline.asr.process import TAIL_BYTES, Launch, Process, default_worker_argv, launch, log, pump, worker_env
 from pipeline.asr.protocol import Event, Watch, hwm_mb, load_key, read_event, request_bytes, serve_line
 
+_HOME_PREFIX = "pipeline-served-"  # + the owner's pid: a served worker's folder in the temporary folder
+
+
+def _sweep() -> None:
+    """Remove the folders of served workers whose owner is gone. Ray ends an actor and its children with SIGKILL,
+    so neither the actor's exit nor the worker's lifeline removes its folder: the next owner on the node does."""
+    for home in Path(tempfile.gettempdir()).glob(f"{_HOME_PREFIX}*-*"):
+        owner = home.name.removeprefix(_HOME_PREFIX).partition("-")[0]
+        if not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(home, ignore_errors=True)
+        except OSError:  # alive, another user's
+            continue
+
 
 class _Stderr:
     """The worker's stderr, copied into the log of the request it runs (its own log between requests)."""
@@ -91,6 +108,7 @@ class ServedWorker:
 
     def __init__(self, worker_argv: Sequence[str] | None = None) -> None:
         self.argv = list(worker_argv) if worker_argv else default_worker_argv()
+        _sweep()
         self.loads = 0  # workers started (each loads its model once)
         self._refused: set[tuple[Any, ...]] = set()  # load keys whose backend cannot serve
         self._live: _Live | None = None
@@ -113,7 +131,7 @@ class ServedWorker:
         return self._live is not None
 
     def _start(self, request: AsrRequest) -> _Live | None:
-        home = Path(tempfile.mkdtemp(prefix="pipeline-served-"))
+        home = Path(tempfile.mkdtemp(prefix=f"{_HOME_PREFIX}{os.getpid()}-"))
         load_path = home / "load.json"
         with atomic.atomic_open(load_path, "wb") as handle:
             handle.write(request_bytes(request))

@@ -5,8 +5,11 @@ judged as an ordinary worker's crash, and a request with other load fields never
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -130,3 +133,19 @@ def test_the_worker_itself_refuses_a_request_with_other_load_fields(request_for:
         proc.stdin.close()  # its lifeline: the worker kills its group
         assert proc.wait(timeout=TIMEOUT) == -9
     assert (tmp_path / "same/result.json.ok").exists() and not load.parent.exists()
+
+
+def test_the_folder_of_a_served_worker_whose_owner_is_gone_is_swept(tmp_path: Path) -> None:
+    """Ray ends an actor and its served worker with SIGKILL, which leaves the worker's folder: the next owner on
+    the machine removes it, and leaves a live owner's alone."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid names no process
+    stale = Path(tempfile.mkdtemp(prefix=f"pipeline-served-{dead.pid}-"))
+    (stale / "tmp").mkdir()
+    live = Path(tempfile.mkdtemp(prefix=f"pipeline-served-{os.getpid()}-"))
+    try:
+        ServedWorker().shutdown()
+        assert not stale.exists() and live.exists()
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(live, ignore_errors=True)
