@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import config as config_mod
 from pipeline import envfile, jobs
@@ -18,8 +18,11 @@ from pipeline.asr.attempts import AsrFailed
 from pipeline.errors import Interrupted, PipelineError, StageFailed
 from pipeline.plan import JobPlan, plan_job, resolve_asr
 from pipeline.progress import JobLog, PeakMemory, format_seconds, say
-from pipeline.stages import STAGES, WORKFLOW_STAGES, Context, warm_start
+from pipeline.stages import STAGES, WORKFLOW_STAGES, Context, serve_start, warm_start
 from pipeline.versions import library_versions
+
+if TYPE_CHECKING:
+    from pipeline.asr.served import ServedWorker
 
 
 def prepare(
@@ -118,16 +121,22 @@ def _signals_held() -> Iterator[None]:
 
 
 def run(
-    job: str, overrides: Mapping[str, str] | None = None, *, force: bool = False, out_root: Path | None = None
+    job: str,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    force: bool = False,
+    out_root: Path | None = None,
+    served: ServedWorker | None = None,
 ) -> Path:
-    """Run a prepared job's unfinished stages (all with `force`). Returns the job folder."""
+    """Run a prepared job's unfinished stages (all with `force`). Returns the job folder. With `served` (a batch
+    actor's), the transcribe stage's first attempt is a request to that loaded worker where it can take it."""
     folder = jobs.locate(job, out_root or jobs.default_out_root())
     fixed = sorted(set(overrides or {}) & config_mod.JOB_KEYS)
     if fixed:
         raise PipelineError(f"{', '.join(fixed)} cannot change after prepare; allowed: prepare a new job")
     try:
         with jobs.locked(folder):
-            _run_locked(folder, overrides, force)
+            _run_locked(folder, overrides, force, served)
     except PipelineError as exc:
         if isinstance(exc, StageFailed) or not exc.fix:
             raise
@@ -136,7 +145,9 @@ def run(
     return folder
 
 
-def _run_locked(folder: Path, overrides: Mapping[str, str] | None, force: bool) -> None:
+def _run_locked(
+    folder: Path, overrides: Mapping[str, str] | None, force: bool, served: ServedWorker | None = None
+) -> None:
     manifest = jobs.Manifest.load(folder)
     cfg = config_mod.load(job_dir=folder, cli=overrides, job_flags=manifest.flags)
     log = _logger(folder)
@@ -152,7 +163,9 @@ def _run_locked(folder: Path, overrides: Mapping[str, str] | None, force: bool) 
     try:
         with contextlib.ExitStack() as stack:
             # Something runs before the transcription (the extract): its model loads meanwhile.
-            if "transcribe" in pending[1:] and (warm := warm_start(ctx)):
+            if served is not None and "transcribe" in pending and serve_start(ctx, served):
+                ctx = replace(ctx, warm=served)  # not entered: it outlives the job
+            elif "transcribe" in pending[1:] and (warm := warm_start(ctx)):
                 ctx = replace(ctx, warm=stack.enter_context(warm))
             for name in pending:
                 _run_stage(ctx, name, log)

@@ -84,7 +84,8 @@ class AsrRecord:
         """The stage's ASR facts, the same keys on success and failure (what ran is None where nothing produced).
         `error` is left to the stage's runner, which records the exception's message: this record's error."""
         used = self.used
-        return {
+        served = self.worker.get("served")  # a served worker's request number (`pipeline.asr.served`)
+        return ({"served": {"pid": self.worker.get("pid"), "request": served}} if served else {}) | {
             "backend": used.backend if used else None,
             "model": Path(used.model_dir).name if used else None,
             "model_dir": used.model_dir if used else None,

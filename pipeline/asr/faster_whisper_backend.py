@@ -53,6 +53,13 @@ class FasterWhisperBackend(ChunkByChunk):
         self.device = request.device
         self.compute_type = getattr(self.model.model, "compute_type", request.compute_type)
 
+    def rebind(self, request: AsrRequest) -> None:
+        """The loaded model for another request of the same load fields (a served worker, `worker.serve`): the
+        per-request state afresh, and the sampler seeded again, so that its transcript is a fresh worker's."""
+        seed_ctranslate2()
+        self.request = request
+        self._language = request.language or (None if self.model.model.is_multilingual else "en")
+
     def _options(self) -> dict[str, Any]:
         request = self.request
         return dict(

@@ -2,7 +2,8 @@
 
 `run_isolated` tries the profile's fallback chain in order. Per attempt it spawns `pipeline.asr.worker` in its
 own process group, reads progress from the worker's stdout, copies its stderr into the job log, and decides
-(the first attempt may be a `WarmStart`: a worker started ahead of its audio, its model loaded meanwhile):
+(the first attempt may be a `WarmStart`: a worker started ahead of its audio, its model loaded meanwhile; or a
+request to a batch actor's served worker, `pipeline.asr.served`, whose "exit 0" is its `done` event):
 
 | worker ended                                  | result + marker        | outcome    | then          |
 |-----------------------------------------------|------------------------|------------|---------------|
@@ -45,13 +46,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.asr import AsrRequest, Transcript
 from pipeline.asr.attempts import AsrFailed, AsrOutcome, AsrRecord, Attempt, Outcome
 from pipeline.asr.forensics import describe, read_result, reusable
 from pipeline.asr.process import Launch, default_worker_argv, launch, log
 from pipeline.asr.protocol import Watch
+
+if TYPE_CHECKING:
+    from pipeline.asr.served import ServedWorker
 
 _ERROR_CHARS = 300
 
@@ -108,21 +112,42 @@ def _finish(
             break
         if item is not None:
             watch.feed(*item, on_progress)
+    return judge(run, code, rss, tail, watch, timed_out=timed_out, timeout=timeout, wall_s=wall_s, go_at=go_at)
 
-    sig = signal.Signals(-code).name if code < 0 else None
+
+def judge(
+    run: Launch,
+    code: int | None,
+    rss: float | None,
+    tail: str,
+    watch: Watch,
+    *,
+    timed_out: bool,
+    timeout: float | None,
+    wall_s: float,
+    go_at: float | None,
+) -> tuple[Attempt, dict[str, Any] | None]:
+    """An ended attempt by the module's table. `code` None: a served worker that ended the request alive
+    (`pipeline.asr.served`), as an ordinary worker's exit 0 ends it."""
+    request = run.request
+    sig = signal.Signals(-code).name if code is not None and code < 0 else None
     result = read_result(run.result_path, run.request_bytes)
     outcome: Outcome
     if result.status == "valid":
-        outcome = "ok" if code == 0 and not timed_out else "salvaged"
+        outcome = "ok" if code in (0, None) and not timed_out else "salvaged"
         watch.phase = "teardown"  # the marker is the last thing the worker writes
     elif result.status == "invalid":
         outcome = "corrupt"
     else:
         outcome = "timeout" if timed_out else "crashed" if sig else "failed"
-    error = describe(outcome, code, sig, timed_out, timeout, watch.phase, tail, result)
+    error = describe(outcome, code or 0, sig, timed_out, timeout, watch.phase, tail, result)
     reported = (result.data or {}).get("worker", {})
     done = replace(
-        attempt(
+        Attempt(
+            backend=request.backend,
+            device=request.device,
+            compute_type=request.compute_type,
+            model_dir=request.model_dir,
             outcome=outcome,
             exit_code=code,
             signal=sig,
@@ -218,11 +243,12 @@ def run_isolated(
     on_progress: Callable[[float, float], None] | None = None,
     log_path: Path | None = None,
     worker_argv: Sequence[str] | None = None,
-    warm: WarmStart | None = None,
+    warm: WarmStart | ServedWorker | None = None,
     reuse: bool = False,
 ) -> AsrOutcome:
     """Transcribe with the first request in `chain` that produces a result; see the module's table. With
-    `warm`, the first attempt is its waiting worker when that was started for `chain[0]`. With `reuse` (a
+    `warm`, the first attempt is its waiting worker when that was started for `chain[0]` (or a served worker's
+    request, when that worker can take `chain[0]`: `pipeline.asr.served`). With `reuse` (a
     resumed stage), an earlier run's valid result for one of `chain`'s requests is taken instead."""
     if not chain:
         raise ValueError("run_isolated needs at least one AsrRequest")
@@ -244,7 +270,10 @@ def run_isolated(
     attempts: list[Attempt] = []
     for number, request in enumerate(chain, start=1):
         started = first if number == 1 and first else launch(number, request, workdir, log_path, argv, wait=False)
-        attempt, data = _finish(started, timeout, on_progress)
+        if isinstance(started, Launch):
+            attempt, data = _finish(started, timeout, on_progress)
+        else:  # a served worker's request (`pipeline.asr.served`)
+            attempt, data = started.finish(timeout, on_progress)
         attempts.append(attempt)
         if data is not None:
             transcript = Transcript.from_dict(data["transcript"])

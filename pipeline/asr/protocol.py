@@ -31,6 +31,10 @@ class Event(StrEnum):
     PROGRESS = "progress"  # done, total: seconds of audio
     WRITING = "writing"  # transcribed; writing the result
     RESULT = "result"  # result and marker written: path and the marker's fields
+    # A served worker (`worker --serve`) only: a request ended (served: its number, peak_rss_mb), or was refused
+    # (reason: another load key, a backend that cannot serve; the parent then starts an ordinary worker).
+    DONE = "done"
+    REFUSED = "refused"
 
 
 # How far a worker got, as its events tell: spawned, loading its model, transcribing, writing, tearing down.
@@ -41,6 +45,29 @@ _PHASE_AFTER: dict[Event, Phase] = {
     Event.WRITING: "write",
     Event.RESULT: "teardown",
 }
+
+
+# What a backend's load depends on: a served worker takes only requests that agree with its load on all of them.
+LOAD_FIELDS = ("backend", "model_dir", "device", "compute_type", "threads", "batch_size", "vad", "align_model_dir")
+SERVE_COMMAND = "go"  # `go ["REQUEST_JSON", "RESULT_JSON"]`: a served worker's request line on its stdin
+
+
+def load_key(request: AsrRequest) -> tuple[Any, ...]:
+    return tuple(getattr(request, name) for name in LOAD_FIELDS)
+
+
+def serve_line(request: Path, result: Path) -> bytes:
+    return f"{SERVE_COMMAND} {json.dumps([str(request), str(result)])}\n".encode()
+
+
+def read_serve_line(line: bytes) -> tuple[Path, Path] | None:
+    """The request and result paths of a `serve_line`; None for anything else (a plain "go")."""
+    command, _, rest = line.decode("utf-8", errors="replace").strip().partition(" ")
+    try:
+        request, result = json.loads(rest) if command == SERVE_COMMAND and rest else (None, None)
+    except (ValueError, TypeError):
+        return None
+    return (Path(request), Path(result)) if isinstance(request, str) and isinstance(result, str) else None
 
 
 def request_bytes(request: AsrRequest) -> bytes:
@@ -68,6 +95,28 @@ def pin(payload: bytes, request: bytes) -> dict[str, Any]:
 def peak_rss_mb(ru_maxrss: int) -> float:
     """`ru_maxrss` is KiB on Linux and bytes on macOS."""
     return round(ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def hwm_mb(pid: int) -> float | None:
+    """A live process's peak RSS (Linux's VmHWM; rusage has it only once the process is reaped); None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def reset_hwm() -> None:
+    """Reset our own VmHWM to the current RSS (Linux 4.0+), so that a served worker's peak is per request: the
+    model it holds, plus what this request added. Where that is refused the peak stays the worker's life's."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        pass
 
 
 def event_line(event: Event, **fields: Any) -> str:

@@ -1,6 +1,10 @@
 """The ASR worker process: load one backend, transcribe one file, write the result, exit without teardown.
 
     python -m pipeline.asr.worker [--wait] REQUEST_JSON RESULT_JSON
+    python -m pipeline.asr.worker --serve LOAD_REQUEST_JSON
+
+With --serve it stays loaded and transcribes one request per `go` line of its stdin (`serve`; the parent's side is
+`pipeline.asr.served`).
 
 Our stdin is a pipe the parent holds open for our whole life: at its end (the parent was killed with -9, hung
 up, crashed) a watch thread kills our process group at once, so that no worker outlives its pipeline, burning
@@ -23,7 +27,9 @@ import contextlib
 import faulthandler
 import json
 import os
+import queue
 import resource
+import shutil
 import signal
 import stat
 import sys
@@ -35,8 +41,18 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from pipeline import atomic, audio
-from pipeline.asr import AsrRequest, Segment, Transcript, guards, load_backend_class
-from pipeline.asr.protocol import Event, event_line, marker_path, peak_rss_mb, pin
+from pipeline.asr import AsrRequest, Backend, Segment, Transcript, guards, load_backend_class
+from pipeline.asr.protocol import (
+    Event,
+    event_line,
+    hwm_mb,
+    load_key,
+    marker_path,
+    peak_rss_mb,
+    pin,
+    read_serve_line,
+    reset_hwm,
+)
 from pipeline.asr.speech import SpeechRegions
 from pipeline.versions import library_versions
 
@@ -122,16 +138,22 @@ def _protocol_stream() -> IO[str]:
     return events
 
 
+_OWN_FOLDERS: list[Path] = []  # a served worker's folder (`serve`): removed when its parent is gone
+
+
 def _die_with_group() -> None:
     """SIGKILL our process group (we lead it: the parent starts us in our own session), ourselves included."""
+    for folder in _OWN_FOLDERS:  # nobody else will: our parent is gone
+        shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):
         if os.getpgid(0) == os.getpid():  # run by hand from a shell, the group would be the shell's job
             os.killpg(0, signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _watch_parent(go: threading.Event) -> None:
-    """Read our stdin, the parent's lifeline: "go" starts a waiting worker; its end means the parent is gone.
+def _watch_parent(go: threading.Event, lines: queue.Queue[bytes]) -> None:
+    """Read our stdin, the parent's lifeline: "go" starts a waiting worker, a served worker's requests come as
+    lines (`serve`); its end means the parent is gone.
 
     A pipe, not Linux's PR_SET_PDEATHSIG: that fires when the parent's *thread* that spawned us exits, and the
     pipeline spawns workers from threads."""
@@ -139,10 +161,11 @@ def _watch_parent(go: threading.Event) -> None:
         for line in sys.stdin.buffer:
             if line.strip() == b"go":
                 go.set()
+            lines.put(line)
     _die_with_group()
 
 
-def _lifeline() -> threading.Event:
+def _lifeline(lines: queue.Queue[bytes] | None = None) -> threading.Event:
     """Watch our stdin when it is a pipe, as the pipeline starts us; run by hand (a terminal, /dev/null), there is
     no parent to outlive, and "go" is then never needed: --wait is the pipeline's."""
     go = threading.Event()
@@ -151,10 +174,21 @@ def _lifeline() -> threading.Event:
     except OSError:
         piped = False
     if piped:
-        threading.Thread(target=_watch_parent, args=(go,), name="parent-watch", daemon=True).start()
+        watch = (go, lines if lines is not None else queue.Queue())
+        threading.Thread(target=_watch_parent, args=watch, name="parent-watch", daemon=True).start()
     else:
         go.set()
     return go
+
+
+def _load(request: AsrRequest, started: float, emit: _Events) -> tuple[Backend, float]:
+    backend_class = load_backend_class(request.backend)
+    if getattr(backend_class, "tune_heap", False):
+        _tune_heap()
+    backend = backend_class(request)
+    load_s = round(time.monotonic() - started, 3)
+    emit(Event.LOADED, load_s=load_s)
+    return backend, load_s
 
 
 def run(
@@ -169,16 +203,26 @@ def run(
     request_bytes = request_path.read_bytes()
     request = AsrRequest(**json.loads(request_bytes))
     emit(Event.START, pid=os.getpid())
-
-    backend_class = load_backend_class(request.backend)
-    if getattr(backend_class, "tune_heap", False):
-        _tune_heap()
-    backend = backend_class(request)
-    load_s = round(time.monotonic() - started, 3)
-    emit(Event.LOADED, load_s=load_s)
+    backend, load_s = _load(request, started, emit)
     hooks.after_load()
     if go is not None:  # started ahead of its audio: wait until it is ready (or the watch kills us)
         go.wait()
+    _transcribe(backend, request, request_bytes, result_path, hooks, emit, started=started, load_s=load_s)
+
+
+def _transcribe(
+    backend: Backend,
+    request: AsrRequest,
+    request_bytes: bytes,
+    result_path: Path,
+    hooks: Hooks,
+    emit: _Events,
+    *,
+    started: float,
+    load_s: float,
+    served: int = 0,
+) -> None:
+    """Transcribe `request`'s audio with the loaded `backend`; write the result, then its marker."""
     total = audio.duration(request.audio)
 
     segments: list[Segment] = []
@@ -233,6 +277,8 @@ def run(
         "peak_rss_mb": peak_rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
         "pid": os.getpid(),
     }
+    if served:  # this request's number in its served worker; its peak since the request began (`serve`)
+        worker |= {"served": served, "peak_rss_mb": hwm_mb(os.getpid()) or worker["peak_rss_mb"]}
     document = {"transcript": transcript.to_dict(), "worker": worker}
     payload = (json.dumps(document, ensure_ascii=False) + "\n").encode()
     emit(Event.WRITING)
@@ -248,22 +294,63 @@ def run(
     hooks.after_marker(result_path)
 
 
+def serve(load_path: Path, hooks: Hooks, emit: _Events, lines: queue.Queue[bytes]) -> None:
+    """A served worker: load once for `load_path`'s request (in a folder of its own: we remove it if the parent
+    dies), then run each `go [REQUEST, RESULT]` line of our
+    stdin as `run` would (result, then marker), ending each with a `done` event. A request whose load fields
+    differ from ours is refused (the parent starts an ordinary worker for it), and so is every request when the
+    backend cannot take another request on its loaded model (no `rebind`): then we say so and exit before
+    loading. An exception in a request ends the worker as it ends an ordinary one: its state is not trusted."""
+    started = time.monotonic()
+    _OWN_FOLDERS.append(load_path.parent)
+    loaded = AsrRequest(**json.loads(load_path.read_bytes()))
+    emit(Event.START, pid=os.getpid())
+    if not hasattr(load_backend_class(loaded.backend), "rebind"):
+        emit(Event.REFUSED, reason=f"the {loaded.backend} backend cannot serve several requests", final=True)
+        return
+    backend, load_s = _load(loaded, started, emit)
+    hooks.after_load()
+    served = 0
+    while True:
+        paths = read_serve_line(lines.get())
+        if paths is None:
+            continue
+        request_bytes = paths[0].read_bytes()
+        request = AsrRequest(**json.loads(request_bytes))
+        if load_key(request) != load_key(loaded):
+            emit(Event.REFUSED, reason="the request's load fields differ from this worker's")
+            continue
+        served += 1
+        reset_hwm()  # this request's peak, not the worker's whole life's
+        begun = time.monotonic()
+        backend.rebind(request)  # type: ignore[attr-defined]
+        _transcribe(backend, request, request_bytes, paths[1], hooks, emit, started=begun, load_s=load_s, served=served)
+        emit(Event.DONE, served=served, peak_rss_mb=hwm_mb(os.getpid()))
+
+
 def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
-    wait = args[:1] == ["--wait"]
-    if wait:
+    mode = args[0] if args[:1] in (["--wait"], ["--serve"]) else None
+    if mode:
         args = args[1:]
-    if len(args) != 2:
-        sys.stderr.write("usage: python -m pipeline.asr.worker [--wait] REQUEST_JSON RESULT_JSON\n")
+    if len(args) != (1 if mode == "--serve" else 2):
+        sys.stderr.write(
+            "usage: python -m pipeline.asr.worker [--wait] REQUEST_JSON RESULT_JSON\n"
+            "       python -m pipeline.asr.worker --serve LOAD_REQUEST_JSON\n"
+        )
         os._exit(2)
     faulthandler.enable(file=sys.stderr, all_threads=True)
     # On a timeout the parent sends SIGTERM: dump every thread's stack to the log (where did it hang?), die.
     faulthandler.register(signal.SIGTERM, file=sys.stderr, all_threads=True, chain=True)
-    go = _lifeline()
+    lines: queue.Queue[bytes] = queue.Queue()
+    go = _lifeline(lines)
     emit = _Events(_protocol_stream())
     code = 0
     try:
-        run(Path(args[0]), Path(args[1]), hooks or Hooks(), emit, go=go if wait else None)
+        if mode == "--serve":
+            serve(Path(args[0]), hooks or Hooks(), emit, lines)
+        else:
+            run(Path(args[0]), Path(args[1]), hooks or Hooks(), emit, go=go if mode else None)
     except BaseException as exc:  # the parent reads our last stderr line as the reason
         traceback.print_exc()
         sys.stderr.write(f"{type(exc).__name__}: {' '.join(str(exc).split())}\n")

@@ -81,10 +81,16 @@ def check_address(address: str) -> None:
 
 class JobRunner:
     """One device's worker: runs jobs one after another, each through the library API with the same folders and
-    outputs as a single run. Its ASR worker is the job's isolated subprocess (started warm during the job's
-    extract), so a backend crash costs that file's attempt, not this actor."""
+    outputs as a single run. It keeps one served ASR worker (`pipeline.asr.served`): an isolated subprocess that
+    loads its model once, for the first job, and transcribes every later job with the same load fields (a job
+    with other ones gets a fresh one). A backend crash costs that file's attempt, not this actor, and the next
+    job gets a fresh served worker."""
 
     def __init__(self, threads: str | None = None) -> None:
+        import atexit
+
+        from pipeline.asr.served import ServedWorker
+
         # Ray sets OMP_NUM_THREADS to an actor's CPUs; the job's ASR worker would inherit it, and with it a
         # transcript lost a comma (WHISPER_THREADS=1 changed nothing): the driver's value, so that a batch gives
         # the outputs single runs give.
@@ -92,6 +98,8 @@ class JobRunner:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = threads
+        self.served = ServedWorker()  # started by the first job; its lifeline ends it with this process too
+        atexit.register(self.served.shutdown)
 
     def where(self) -> dict[str, Any]:
         import ray
@@ -115,7 +123,7 @@ class JobRunner:
         # In this worker's Ray log (on its node): which job ran where, beside the job's own stage lines.
         print(f"pipeline: batch: job {Path(folder).name} on {socket.gethostname()} pid {os.getpid()}", file=sys.stderr)
         try:
-            workflow.run(folder, settings, out_root=Path(out_root))
+            workflow.run(folder, settings, out_root=Path(out_root), served=self.served)
         except Interrupted:
             state = "interrupted"
         except PipelineError as exc:

@@ -6,7 +6,7 @@ runs that does nothing.
 
     context.py    Context (what a stage is given), StageResult, output names and their checks
     media.py      probe, extract
-    speech.py     transcribe, Whisper's speech translation, warm_start
+    speech.py     transcribe, Whisper's speech translation, warm_start, serve_start
     speakers.py   speakers: who spoke when (DIARIZATION), after transcribe when on (pipeline.speakers)
     translate.py  translate (its routes' scheduling: pipeline.mt.scheduler)
     subtitles.py  subtitles
@@ -21,7 +21,7 @@ from pipeline.stages.context import Context, Skipped, StageResult
 from pipeline.stages.media import extract, probe
 from pipeline.stages.mux import mux
 from pipeline.stages.speakers import diarize
-from pipeline.stages.speech import transcribe, warm_start
+from pipeline.stages.speech import serve_start, transcribe, warm_start
 from pipeline.stages.subtitles import subtitles
 from pipeline.stages.translate import translate
 
@@ -50,6 +50,7 @@ __all__ = [
     "extract",
     "mux",
     "probe",
+    "serve_start",
     "subtitles",
     "transcribe",
     "translate",

@@ -18,6 +18,7 @@ from pipeline.plan import JobPlan
 
 if TYPE_CHECKING:
     from pipeline.asr.isolation import WarmStart
+    from pipeline.asr.served import ServedWorker
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class Context:
     manifest: Manifest
     plan: JobPlan  # what the manifest says runs: profile, ASR chain and model folders, routes
     log_path: Path
-    warm: WarmStart | None = None  # the transcribe stage's first worker, started early (`warm_start`)
+    # The transcribe stage's first worker, started early (`warm_start`), or a batch actor's served worker
+    warm: WarmStart | ServedWorker | None = None
     force: bool = False  # `run --force`: redo every stage, reuse nothing an earlier run left
 
     @property

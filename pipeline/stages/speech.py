@@ -16,6 +16,7 @@ from pipeline.stages.context import Context, StageResult, write_transcript
 if TYPE_CHECKING:
     from pipeline.asr import AsrRequest
     from pipeline.asr.isolation import WarmStart
+    from pipeline.asr.served import ServedWorker
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,16 @@ def warm_start(ctx: Context) -> WarmStart | None:
     except PipelineError:
         return None
     return WarmStart(first, ctx.work / "transcribe", log_path=ctx.log_path)
+
+
+def serve_start(ctx: Context, served: ServedWorker) -> bool:
+    """Have the batch actor's served worker ready for the transcribe stage's first request (started, loading
+    during the extract, only if it has no live worker for the request's load fields); False if it cannot serve."""
+    try:
+        first = _requests(ctx, "transcribe", _spoken_language(ctx))[0]
+    except PipelineError:
+        return False
+    return served.ensure(first)
 
 
 def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[Transcript, dict[str, Any]]:

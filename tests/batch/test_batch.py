@@ -74,6 +74,16 @@ def test_a_batch_makes_the_jobs_single_runs_make_reports_a_bad_file_and_skips_th
     # The same jobs as `pipeline transcribe` one by one: same files, same bytes.
     batch_jobs = manifests(out)
     assert set(batch_jobs) == set(good), "a bad file leaves no job folder"
+    # The model loaded once per actor (2 on 2 cores, or fewer): each actor's served worker took its files in turn.
+    served = [m["stages"]["transcribe"]["served"] for m in batch_jobs.values()]
+    by_worker: dict[int, list[int]] = {}
+    for record in served:
+        by_worker.setdefault(record["pid"], []).append(record["request"])
+    assert 1 <= len(by_worker) <= 2 and len(by_worker) < len(served), served
+    assert all(sorted(numbers) == list(range(1, len(numbers) + 1)) for numbers in by_worker.values()), served
+    for data in batch_jobs.values():
+        (attempt,) = data["stages"]["transcribe"]["attempts"]
+        assert (attempt["load_s"] is not None) == (data["stages"]["transcribe"]["served"]["request"] == 1), attempt
     single = tmp_path / "single"
     for name in ("jfk.wav", "austen-0920.wav"):
         pipeline("transcribe", str(clips / name), *OPTIONS[2:], "--out", str(single), check=0)
