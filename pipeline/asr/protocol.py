@@ -148,7 +148,9 @@ class Watch:
         event, data = read
         self.phase = _PHASE_AFTER.get(event, self.phase)
         if event is Event.LOADED:
-            self.load_s = round(at - self.started, 3)
+            sent = data.get("at")  # the worker's own stamp; never later than our reading of it
+            when = min(float(sent), at) if isinstance(sent, (int, float)) and sent >= self.started else at
+            self.load_s = round(when - self.started, 3)
         elif event is Event.PROGRESS:
             self.done = float(data["done"])
             if on_progress:

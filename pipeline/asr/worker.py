@@ -125,7 +125,9 @@ class _Events:
         self.stream = stream
 
     def __call__(self, event: Event, **fields: Any) -> None:
-        self.stream.write(event_line(event, **fields))
+        # `at`: when it happened, on the clock the parent reads too (CLOCK_MONOTONIC is system-wide), so a
+        # parent that reads the line late (a warm worker's events wait unread; a loaded machine) still times it.
+        self.stream.write(event_line(event, at=time.monotonic(), **fields))
         self.stream.flush()
 
 

@@ -415,3 +415,15 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_load_time_is_the_workers_own_stamp_not_when_the_parent_read_it() -> None:
+    # A warm worker's `loaded` waits unread until the stage watches; under load the reader lags. The worker's
+    # stamp (same monotonic clock) times the load; a stamp from before the spawn or after the reading is not used.
+    watch = Watch(started=100.0)
+    watch.feed(130.0, event_line(Event.LOADED, at=101.5), None)
+    assert watch.load_s == 1.5
+    for bogus in (99.0, 140.0, "soon"):
+        watch = Watch(started=100.0)
+        watch.feed(130.0, event_line(Event.LOADED, at=bogus), None)
+        assert watch.load_s == 30.0
