@@ -128,7 +128,7 @@ def run_diarization(
             [tuple(t) for t in done["turns"]],
             exit_code=code,
             salvaged=code != 0,
-            peak_rss_mb=peak,
+            peak_rss_mb=max(peak, done.get("peak_rss_mb") or 0.0),  # its chunk processes' sum, side by side
             cpu_s=done.get("cpu_s"),
             versions=done.get("versions", {}),
         )

@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import os
 import resource
+import selectors
 import signal
 import stat
 import subprocess
@@ -130,40 +131,114 @@ def diarize_chunk(request: DiarizationRequest, first: int, length: int, count: i
     return turns
 
 
-def diarize(request: DiarizationRequest, workdir: Path, emit: IO[str] | None = None) -> Raw:
-    """Raw turns (start, end, cluster) of the whole audio.
+def diarize(request: DiarizationRequest, workdir: Path, emit: IO[str] | None = None) -> tuple[Raw, float]:
+    """Raw turns (start, end, cluster) of the whole audio, and the highest RSS sum (MB) of this worker and the chunk
+    processes it ran at once.
 
     Each chunk (`chunk_seconds`) is diarized by a fresh worker process of its own (`--chunk`), which writes its
     turns to `workdir/chunks/` and exits: onnxruntime and glibc keep the buffers a process ever grew, so only a
     new process per chunk keeps the peak flat whatever the media's length, and a resumed stage redoes only the
-    chunks it has not finished. The chunks' speakers are then linked by their voices (`_link`)."""
+    chunks it has not finished. As many run at once as this process may use cores, each with one onnxruntime
+    thread, so the peak is bounded by cores x chunk. The chunks' speakers are then linked by their voices."""
     bounds = _chunks(request)
     folder = workdir / "chunks"
     folder.mkdir(parents=True, exist_ok=True)
-    request_path = workdir / "request.json"
+    paths = [folder / f"{index:04d}.json" for index in range(len(bounds))]
+    todo = [index for index, path in enumerate(paths) if not path.is_file()]  # not finished by an earlier worker
+    peak = _Chunks(workdir / "request.json", bounds, paths, emit).run(todo, len(os.sched_getaffinity(0)))
     done: list[Raw] = []
-    for index, (first, length) in enumerate(bounds):
-        path = folder / f"{index:04d}.json"
-        if not path.is_file():  # not finished by an earlier worker of this request
-            _run_chunk(request_path, (first, length), index, len(bounds), path, emit)
+    for (first, _), path in zip(bounds, paths, strict=True):
         local = json.loads(path.read_text(encoding="utf-8"))["turns"]
         offset = first / audio.SAMPLE_RATE
         done.append([(float(a) + offset, float(b) + offset, int(c)) for a, b, c in local])
     if len(done) <= 1:
-        return done[0] if done else []
-    return _link(request, done)
+        return (done[0] if done else []), peak
+    return _link(request, done), peak
 
 
-def _run_chunk(
-    request_path: Path, bounds: tuple[int, int], index: int, count: int, path: Path, emit: IO[str] | None
-) -> None:
-    argv = [sys.executable, "-m", "pipeline.speakers.worker", "--chunk", str(request_path), *map(str, bounds)]
-    argv += [str(count), str(path)]
-    # Its progress lines go straight to our parent; its stdin is its lifeline to us (same process group).
-    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=emit or subprocess.DEVNULL) as child:
-        code = child.wait()
-    if code != 0 or not path.is_file():
-        raise SystemExit(f"the worker of chunk {index + 1} of {count} failed (exit code {code})")
+class _Chunks:
+    """Chunk processes side by side, at most `slots` at once; their progress summed into ours; the highest RSS sum
+    of this process and them. A chunk that fails stops its siblings (killed and reaped: nothing outlives us) and
+    the worker, as one failed chunk always did; the chunks finished before it stay for a resumed stage."""
+
+    def __init__(
+        self, request_path: Path, bounds: list[tuple[int, int]], paths: list[Path], emit: IO[str] | None
+    ) -> None:
+        self.request_path, self.bounds, self.paths, self.emit = request_path, bounds, paths, emit
+        self.seconds = {i: length / audio.SAMPLE_RATE for i, (_, length) in enumerate(bounds)}  # done per chunk
+        self.total = sum(self.seconds.values())
+        self.peak = 0.0
+
+    def _start(self, index: int) -> subprocess.Popen[bytes]:
+        first, length = self.bounds[index]
+        argv = [sys.executable, "-m", "pipeline.speakers.worker", "--chunk", str(self.request_path)]
+        argv += [str(first), str(length), str(len(self.bounds)), str(self.paths[index])]
+        self.seconds[index] = 0.0
+        # In our process group; its stdin is its lifeline to us, its progress lines come to us.
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def _progress(self, index: int, line: bytes) -> None:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            at = float(json.loads(line)["done"]) - self.bounds[index][0] / audio.SAMPLE_RATE
+            self.seconds[index] = max(self.seconds[index], at)
+            if self.emit is not None:
+                done = round(min(sum(self.seconds.values()), self.total), 1)
+                self.emit.write(json.dumps({"event": "progress", "done": done, "total": round(self.total, 1)}) + "\n")
+
+    def _sample(self, running: dict[int, subprocess.Popen[bytes]]) -> None:
+        import psutil
+
+        total = 0
+        for pid in [os.getpid(), *(child.pid for child in running.values())]:
+            with contextlib.suppress(psutil.Error):  # exited between the listing and the reading
+                total += psutil.Process(pid).memory_info().rss
+        self.peak = max(self.peak, total / 2**20)
+
+    def run(self, todo: list[int], slots: int) -> float:
+        running: dict[int, subprocess.Popen[bytes]] = {}
+        reading: set[int] = set()  # those whose stdout is still open
+        todo = list(todo)
+        try:
+            with selectors.DefaultSelector() as waiting:
+                while todo or running:
+                    while todo and len(running) < max(slots, 1):
+                        index = todo.pop(0)
+                        running[index] = child = self._start(index)
+                        assert child.stdout is not None
+                        waiting.register(child.stdout, selectors.EVENT_READ, index)
+                        reading.add(index)
+                    for key, _ in waiting.select(timeout=0.25):
+                        line = key.fileobj.readline()  # type: ignore[union-attr]
+                        if line:
+                            self._progress(key.data, line)
+                        else:  # its stdout closed: it is exiting
+                            waiting.unregister(key.fileobj)
+                            reading.discard(key.data)
+                    self._sample(running)
+                    for index, child in list(running.items()):
+                        if index in reading or child.poll() is None:
+                            continue
+                        del running[index]
+                        self._close(child)
+                        if child.returncode != 0 or not self.paths[index].is_file():
+                            raise SystemExit(
+                                f"the worker of chunk {index + 1} of {len(self.bounds)} failed"
+                                f" (exit code {child.returncode})"
+                            )
+        finally:
+            for child in running.values():  # a sibling failed, or we are stopping: no chunk process outlives us
+                with contextlib.suppress(OSError):
+                    child.kill()
+                child.wait()
+                self._close(child)
+        return self.peak
+
+    @staticmethod
+    def _close(child: subprocess.Popen[bytes]) -> None:
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 def _voice(extractor: Any, wav: wave.Wave_read, pieces: Raw) -> Any:
@@ -228,15 +303,15 @@ def main(argv: list[str]) -> None:
         return
     request_path, result_path = Path(argv[0]), Path(argv[1])
     request = DiarizationRequest(**json.loads(request_path.read_bytes()))
-    turns = diarize(request, request_path.parent, emit)
+    turns, together = diarize(request, request_path.parent, emit)
     own, chunks = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    usage, children = own.ru_maxrss, chunks.ru_maxrss  # the largest chunk worker's
+    usage, children = own.ru_maxrss, chunks.ru_maxrss  # the kernel's: the largest single chunk process's
     cpu = own.ru_utime + own.ru_stime + chunks.ru_utime + chunks.ru_stime
     versions = {}
     for dist in ("sherpa-onnx", "onnxruntime"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
-    peak = round(max(usage, children) / 1024, 1)
+    peak = round(max(usage / 1024, children / 1024, together), 1)  # together: the chunk processes side by side
     payload = {"turns": turns, "peak_rss_mb": peak, "cpu_s": round(cpu, 2), "versions": versions}
     atomic.write_text(result_path, json.dumps(payload))  # complete or absent: the parent may salvage it
     emit.write(json.dumps({"event": "done"}) + "\n")

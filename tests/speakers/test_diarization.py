@@ -111,3 +111,29 @@ def test_a_resumed_diarization_redoes_only_the_chunks_not_finished(speaker_model
     again = run_diarization(request, workdir, log_path=tmp_path / "log", timeout=600)
     assert done[0].stat().st_mtime_ns == kept and done[1].is_file()
     assert again.exit_code == 0 and relabel(again.turns) == relabel(first.turns)
+
+
+def test_a_failed_chunk_stops_its_sibling_and_leaves_no_process(speaker_models, turns_clip, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Two chunk processes at once: the first fails at once (its samples lie past the end of the file), the second
+    # would diarize 6 minutes (the clip ten times; many CPU seconds). The worker reports the failed chunk and kills
+    # and reaps the sibling: it never finishes, and no process is left.
+    import psutil
+
+    from pipeline.speakers import DiarizationRequest
+    from pipeline.speakers.worker import _Chunks
+
+    path, _ = turns_clip
+    long = tmp_path / "long.wav"
+    with wave.open(str(path), "rb") as wav, wave.open(str(long), "wb") as out:
+        out.setparams(wav.getparams())
+        out.writeframes(wav.readframes(wav.getnframes()) * 10)
+        frames = wav.getnframes() * 10
+    segmentation, embedding = speaker_models
+    request_path = tmp_path / "request.json"
+    request_path.write_bytes(DiarizationRequest(str(long), str(segmentation), str(embedding)).to_json())
+    outputs = [tmp_path / "0000.json", tmp_path / "0001.json"]
+    chunks = _Chunks(request_path, [(frames * 10, 16000), (0, frames)], outputs, None)
+    with pytest.raises(SystemExit, match="chunk 1 of 2 failed"):
+        chunks.run([0, 1], slots=2)
+    assert not outputs[0].exists() and not outputs[1].exists()
+    assert psutil.Process().children(recursive=True) == []
