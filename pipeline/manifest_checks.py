@@ -45,7 +45,7 @@ def manifest_problems(data: Any) -> list[str]:
     check("media", media, isinstance(media, str) and os.path.isabs(media) and "\0" not in media, "an absolute path")
     stages = data.get("stages")
     expected = list(WORKFLOW_STAGES.get(workflow, ())) if isinstance(workflow, str) else []
-    from pipeline.speakers.stage import stages as with_speakers  # DIARIZATION adds a stage after transcribe
+    from pipeline.speakers.job import stages as with_speakers  # DIARIZATION adds a stage after transcribe
 
     ok = isinstance(stages, dict) and list(stages) in (expected, with_speakers(expected, True))
     if check("stages", stages, ok, ", ".join(expected)) and isinstance(stages, dict):

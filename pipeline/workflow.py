@@ -36,9 +36,9 @@ def prepare(
         cli["MEDIA"] = str(media_path)
     cfg = config_mod.load(cli=cli)
     plan, info = plan_job(cfg)
-    from pipeline.speakers import stage as speakers_stage
+    from pipeline.speakers import job as speakers_job
 
-    speakers_stage.check(cfg)  # diarization settings and models, before anything is written
+    speakers_job.check(cfg)  # diarization settings and models, before anything is written
     out_root = out_root or jobs.default_out_root()
     source = cfg.source_language if cfg.source_language != "auto" else "xxx"  # a detected code: 2-3 letters
     languages = [source, *(r.target for r in plan.routes)]
@@ -64,7 +64,7 @@ def prepare(
             job_id,
             cfg.workflow,
             cfg.media,
-            speakers_stage.stages(WORKFLOW_STAGES[cfg.workflow], cfg.diarization != "off"),
+            speakers_job.stages(WORKFLOW_STAGES[cfg.workflow], cfg.diarization != "off"),
             **plan.to_record(),
             media_info=info.to_dict(),
             media_stat={"size": media_stat.st_size, "mtime_ns": media_stat.st_mtime_ns},

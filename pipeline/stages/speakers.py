@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pipeline.progress import stage_bar
 from pipeline.speakers import assign, relabel, speakers, write_turns
-from pipeline.speakers.stage import STAGE, TURNS, request
+from pipeline.speakers.job import STAGE, TURNS, request
 from pipeline.stages.context import Context, Skipped, StageResult, read_transcript, write_transcript
 
 

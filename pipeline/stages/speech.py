@@ -98,7 +98,7 @@ def _speech(ctx: Context, task: str, language: str | None, label: str) -> tuple[
 def speech_translation(ctx: Context, source: str) -> tuple[Transcript, dict[str, Any]]:
     """Speech -> English (Whisper's translate task); the track and its ASR record. The track gets the speakers
     stage's turns, where it ran: a text translation keeps its source segments' speakers, this one is new speech."""
-    from pipeline.speakers.stage import label_track
+    from pipeline.speakers.job import label_track
 
     track, record = _speech(ctx, "translate", source, "speech -> en")
     return label_track(ctx.work, track), record
