@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,8 +74,26 @@ def clips(tmp_path: Path) -> Path:
     return folder
 
 
-def rows(result: subprocess.CompletedProcess[str]) -> dict[str, dict]:
-    return {Path(r["file"]).name: r for r in json.loads(result.stdout)}
+@contextlib.contextmanager
+def running(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """`start`; leaving the block stops a batch that still runs (a failed assertion), as Ctrl-C does, else kills it."""
+    batch = start(*args)
+    try:
+        yield batch
+    finally:
+        if batch.poll() is None:
+            os.killpg(batch.pid, signal.SIGINT)
+            try:
+                batch.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                batch.kill()
+                batch.communicate(timeout=60)
+
+
+def rows(output: subprocess.CompletedProcess[str] | str) -> dict[str, dict]:
+    """The batch's `--json` summary (a finished run, or the stdout of a started one), by file name."""
+    stdout = output if isinstance(output, str) else output.stdout
+    return {Path(r["file"]).name: r for r in json.loads(stdout)}
 
 
 def manifests(out: Path) -> dict[str, dict]:

@@ -19,7 +19,7 @@ from .harness import (
     manifests,
     pipeline,
     rows,
-    start,
+    running,
     wait_for,
 )
 
@@ -109,8 +109,7 @@ def test_a_batch_makes_the_jobs_single_runs_make_reports_a_bad_file_and_skips_th
 
 def test_a_killed_worker_loses_no_finished_job_and_its_file_is_retried(clips: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    batch = start("batch", str(clips), *OPTIONS, "--out", str(out), "--workers", "1", "--json")
-    try:
+    with running("batch", str(clips), *OPTIONS, "--out", str(out), "--workers", "1", "--json") as batch:
         # One job finished, the actor busy with the next: kill -9 its process (a Ray worker dying mid-file).
         one_done = lambda: any(_done(m) for m in manifests(out).values()) or batch.poll() is not None  # noqa: E731
         wait_for(one_done, what="a finished job")
@@ -126,12 +125,8 @@ def test_a_killed_worker_loses_no_finished_job_and_its_file_is_retried(clips: Pa
         assert victim is not None, "the batch ended before a worker could be killed"
         victim.send_signal(signal.SIGKILL)
         stdout, stderr = batch.communicate(timeout=TIMEOUT)
-    finally:
-        if batch.poll() is None:
-            os.killpg(batch.pid, signal.SIGINT)
-            batch.communicate(timeout=120)
     assert batch.returncode == 0, stderr
-    table = {Path(r["file"]).name: r for r in json.loads(stdout)}
+    table = rows(stdout)
     assert all(r["state"] == "done" for r in table.values()), table
     assert max(r["attempts"] for r in table.values()) == 2, "the killed worker's file ran again"
     assert "died; retrying" in stderr
@@ -146,21 +141,16 @@ def test_ctrl_c_stops_the_batch_and_the_next_run_resumes_it(clips: Path, tmp_pat
     """Ctrl-C reaches the terminal's foreground group; SIGTERM (kill, systemd) only the driver."""
     out = tmp_path / "out"
     shutil.copy(clips / "jfk.wav", clips / "jfk-again.wav")  # five files: some are still to do at Ctrl-C
-    batch = start("batch", str(clips), *OPTIONS, "--out", str(out), "--workers", "1", "--json")
-    try:
+    with running("batch", str(clips), *OPTIONS, "--out", str(out), "--workers", "1", "--json") as batch:
         wait_for(lambda: actor_running_a_job(batch.pid) is not None or batch.poll() is not None, what="a running job")
         if how == "ctrl-c":
             os.killpg(batch.pid, signal.SIGINT)
         else:
             os.kill(batch.pid, signal.SIGTERM)
         stdout, stderr = batch.communicate(timeout=TIMEOUT)
-    finally:
-        if batch.poll() is None:
-            batch.kill()
-            batch.communicate(timeout=60)
     assert batch.returncode == 130, stderr
     assert "interrupted" in stderr.splitlines()[-1] and "Traceback" not in stderr
-    table = {Path(r["file"]).name: r for r in json.loads(stdout)}
+    table = rows(stdout)
     assert any(r["state"] == "interrupted" for r in table.values()), table
     states = [s["state"] for m in manifests(out).values() for s in m["stages"].values()]
     assert "running" not in states, "a stopped job records where it stopped"
@@ -173,17 +163,13 @@ def test_ctrl_c_stops_the_batch_and_the_next_run_resumes_it(clips: Path, tmp_pat
 
 def test_two_batches_over_one_folder_run_each_job_once(clips: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    both = [start("batch", str(clips), *OPTIONS, "--out", str(out), "--workers", "1", "--json") for _ in range(2)]
-    try:
+    args = ("batch", str(clips), *OPTIONS, "--out", str(out), "--workers", "1", "--json")
+    with running(*args) as first, running(*args) as second:
+        both = [first, second]
         results = [batch.communicate(timeout=TIMEOUT) for batch in both]
-    finally:
-        for batch in both:
-            if batch.poll() is None:
-                os.killpg(batch.pid, signal.SIGINT)
-                batch.communicate(timeout=120)
     for batch, (stdout, stderr) in zip(both, results, strict=True):
         assert batch.returncode == 0, stderr
-        table = {Path(r["file"]).name: r for r in json.loads(stdout)}
+        table = rows(stdout)
         assert len(table) == 4 and all(r["state"] == "done" for r in table.values()), table
     jobs = manifests(out)
     assert len(jobs) == 4, "both batches mapped each file to the same job"

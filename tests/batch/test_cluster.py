@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .harness import TIMEOUT, env, manifests, pipeline, rows, start, wait_for
+from .harness import TIMEOUT, env, manifests, pipeline, rows, running, wait_for
 from .test_batch import _done
 
 pytestmark = pytest.mark.slow  # a real Ray instance per test: the full suite, not `make check`
@@ -105,11 +105,10 @@ def test_a_node_lost_mid_file_loses_nothing_and_its_file_is_run_on_the_other_nod
 ) -> None:
     address, second, group = cluster
     out = tmp_path / "out"
-    batch = start(
+    with running(
         "batch", str(clips), "-w", "transcribe", "-s", "en", "--model", "tiny.en", "--out", str(out),
         "--address", address, "--workers", "2", "--json",
-    )  # fmt: skip
-    try:
+    ) as batch:  # fmt: skip
         # The second node is running a job: all of it dies at once (its daemons and its workers, kill -9).
         def logs() -> str:
             return "".join(p.read_text(errors="replace") for p in second.glob("session_*/logs/worker-*.err"))
@@ -124,12 +123,8 @@ def test_a_node_lost_mid_file_loses_nothing_and_its_file_is_run_on_the_other_nod
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
         stdout, stderr = batch.communicate(timeout=TIMEOUT)
-    finally:
-        if batch.poll() is None:
-            os.killpg(batch.pid, signal.SIGINT)
-            batch.communicate(timeout=120)
     assert batch.returncode == 0, stderr
-    table = {Path(r["file"]).name: r for r in json.loads(stdout)}
+    table = rows(stdout)
     assert all(r["state"] == "done" for r in table.values()), table
     again = next(r for r in table.values() if r["job_id"] == lost)
     if not finished.get(Path(again["file"]).name):  # the kill landed mid-file: it ran again, on the head
