@@ -1,6 +1,6 @@
 """Who spoke when: speaker turns from an offline diarization model, and a transcript's words given to them.
 
-The diarization itself (pyannote segmentation-3.0 and 3D-Speaker CAM++ run by sherpa-onnx) runs in a worker
+The diarization itself (pyannote segmentation-3.0 and 3D-Speaker CAM++, `pipeline.speakers.diarizer`) runs in a worker
 subprocess (`pipeline.speakers.isolation`); this module is what the pipeline's own process needs: the turns, the
 request the worker receives, and `assign`, which labels a transcript's words and segments with them.
 """
@@ -52,9 +52,9 @@ class DiarizationRequest:
     min_speakers: int = 1
     max_speakers: int = 20
     threads: int = 0  # 0: one (THREADS=0 means all cores to ASR; onnxruntime gained nothing from more here)
-    # Audio diarized at a time, each chunk by a process of its own: the worker's peak grows with it (sherpa-onnx
-    # holds copies of the chunk), and every process costs a start (benchmarks/README.md)
-    chunk_seconds: float = 120.0
+    # Audio diarized at a time, each chunk by a process of its own (as many at once as cores): every process loads
+    # the models again, and a chunk's own memory is small next to theirs (benchmarks/README.md)
+    chunk_seconds: float = 300.0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

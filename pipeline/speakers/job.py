@@ -37,8 +37,9 @@ def check(config: Config) -> None:
         )
     import importlib.util
 
-    if importlib.util.find_spec("sherpa_onnx") is None:
-        raise PipelineError(f"DIARIZATION={config.diarization} needs sherpa-onnx: pip install 'pipeline[speakers]'")
+    for module, dist in (("sherpa_onnx", "sherpa-onnx"), ("onnxruntime", "onnxruntime")):
+        if importlib.util.find_spec(module) is None:
+            raise PipelineError(f"DIARIZATION={config.diarization} needs {dist}: pip install 'pipeline[speakers]'")
     from pipeline.models import speakers as speaker_models
 
     speaker_models.resolve(config.diarization_model_dir)

@@ -1,7 +1,7 @@
 """The diarization worker: `python -m pipeline.speakers.worker REQUEST.json RESULT.json`.
 
-It runs sherpa-onnx's offline speaker diarization (pyannote segmentation, then CAM++ embeddings clustered) on the
-job's audio, one chunk per child process (`--chunk`, in the worker's process group), links the chunks' speakers and
+It diarizes the job's audio (`pipeline.speakers.diarizer`: pyannote segmentation, CAM++ voices, sherpa-onnx's
+clustering), one chunk per child process (`--chunk`, in the worker's process group), links the chunks' speakers and
 writes the raw turns atomically before it exits. Progress goes to stdout as JSON lines; its stdin
 is the parent's lifeline (at its end the worker stops, whatever it was doing); everything else goes to stderr,
 which the parent copies into the job log.
@@ -26,16 +26,10 @@ from typing import IO, Any
 
 from pipeline import atomic, audio
 from pipeline.speakers import DiarizationRequest
+from pipeline.speakers.diarizer import Cluster, Diarizer, Piece, assign
 
-# sherpa-onnx drops turns shorter than this, and bridges pauses shorter than that, within a speaker (its defaults)
-MIN_DURATION_ON = 0.3
-MIN_DURATION_OFF = 0.5
-# sherpa-onnx steps the 10 s segmentation window by this share of it (pyannote's own: 0.1). Every step embeds each
-# local speaker again; 0.3 costs a third and widens the thresholds that count right (benchmarks/README.md).
-WINDOW_SHIFT = 0.3
-# A speaker's voice in a chunk, to link it to the same voice in other chunks: pieces of its longest turns.
-EMBED_SECONDS = 10.0  # the diarizer's own window
-EMBED_PIECES = 3
+# A chunk speaker's longest pieces of speech alone that go with it to link it to other chunks' speakers.
+LINK_PIECES = 5
 
 
 def _lifeline() -> None:
@@ -63,24 +57,15 @@ def _events() -> IO[str]:
     return stream
 
 
-def _configs(request: DiarizationRequest, clusters: int) -> tuple[Any, Any]:
+def _cluster(threshold: float) -> Cluster:
+    """sherpa-onnx's agglomerative clustering of unit voices: into `count`, or by the cosine-distance threshold."""
     import sherpa_onnx
 
-    threads = request.threads or 1  # onnxruntime's second thread cost more than it gave (benchmarks/README.md)
-    embedding = sherpa_onnx.SpeakerEmbeddingExtractorConfig(model=request.embedding, num_threads=threads)
-    pyannote = sherpa_onnx.OfflineSpeakerSegmentationPyannoteModelConfig(
-        model=request.segmentation, window_shift_ratio=WINDOW_SHIFT
-    )
-    config = sherpa_onnx.OfflineSpeakerDiarizationConfig(
-        segmentation=sherpa_onnx.OfflineSpeakerSegmentationModelConfig(pyannote=pyannote, num_threads=threads),
-        embedding=embedding,
-        clustering=sherpa_onnx.FastClusteringConfig(num_clusters=clusters, threshold=request.threshold),
-        min_duration_on=MIN_DURATION_ON,
-        min_duration_off=MIN_DURATION_OFF,
-    )
-    if not config.validate():
-        raise SystemExit(f"sherpa-onnx refused the diarization models {request.segmentation}, {request.embedding}")
-    return config, embedding
+    def cluster(voices: Any, count: int) -> list[int]:
+        config = sherpa_onnx.FastClusteringConfig(num_clusters=min(count, len(voices)), threshold=threshold)
+        return [int(x) for x in sherpa_onnx.FastClustering(config)(voices)]
+
+    return cluster
 
 
 Raw = list[tuple[float, float, int]]
@@ -102,12 +87,13 @@ def _chunks(request: DiarizationRequest) -> list[tuple[int, int]]:
     ]
 
 
-def diarize_chunk(request: DiarizationRequest, first: int, length: int, count: int, emit: IO[str] | None = None) -> Raw:
-    """sherpa-onnx's diarization of one chunk, its turns in seconds from the chunk's start. A file in one chunk
-    is clustered into the known count, or again into the nearest bound when the threshold found one outside
-    [min_speakers, max_speakers]; the speakers of several chunks are linked later (`_link`)."""
+def diarize_chunk(
+    request: DiarizationRequest, first: int, length: int, count: int, emit: IO[str] | None = None
+) -> dict[str, Any]:
+    """One chunk's turns in seconds from its start, and each of its speakers' longest pieces (seconds, voice) to
+    link them to the other chunks' speakers (`_link`). A file in one chunk is told apart into the known count, or
+    into the nearest bound when the threshold found a count outside [min_speakers, max_speakers]."""
     import numpy as np
-    import sherpa_onnx
 
     with wave.open(request.audio, "rb") as wav:  # only this chunk's samples, with no copy to spare
         wav.setpos(first)
@@ -115,20 +101,20 @@ def diarize_chunk(request: DiarizationRequest, first: int, length: int, count: i
         total = wav.getnframes() / audio.SAMPLE_RATE
     offset, duration = first / audio.SAMPLE_RATE, length / audio.SAMPLE_RATE
 
-    def callback(done: int, windows: int) -> int:
-        at = offset + duration * done / max(windows, 1)
+    def progress(done: int, windows: int) -> None:
         if emit is not None:
+            at = offset + duration * done / max(windows, 1)
             emit.write(json.dumps({"event": "progress", "done": round(at, 1), "total": round(total, 1)}) + "\n")
-        return 0  # go on
 
-    config, _ = _configs(request, (request.num_speakers or -1) if count == 1 else -1)
-    result = sherpa_onnx.OfflineSpeakerDiarization(config).process(samples, callback=callback)
-    turns = [(float(s.start), float(s.end), int(s.speaker)) for s in result.sort_by_start_time()]
-    if count == 1 and (clusters := _bounded(request, len({t[2] for t in turns}))) is not None:
-        config, _ = _configs(request, clusters)
-        result = sherpa_onnx.OfflineSpeakerDiarization(config).process(samples)
-        turns = [(float(s.start), float(s.end), int(s.speaker)) for s in result.sort_by_start_time()]
-    return turns
+    diarizer = Diarizer(request.segmentation, request.embedding, request.threads or 1)
+    analysis = diarizer.analyse(samples, progress)
+    cluster = _cluster(request.threshold)
+    turns, pieces = analysis.speakers(cluster, request.threshold, (request.num_speakers or -1) if count == 1 else -1)
+    if count == 1 and (clusters := _bounded(request, len(pieces))) is not None:
+        turns, pieces = analysis.speakers(cluster, request.threshold, clusters)
+    kept = [sorted(own, key=lambda p: -p.seconds)[:LINK_PIECES] for own in pieces]
+    voices = [[[p.seconds, [round(float(x), 6) for x in p.voice]] for p in own] for own in kept]
+    return {"turns": turns, "voices": voices}
 
 
 def diarize(request: DiarizationRequest, workdir: Path, emit: IO[str] | None = None) -> tuple[Raw, float]:
@@ -144,16 +130,18 @@ def diarize(request: DiarizationRequest, workdir: Path, emit: IO[str] | None = N
     folder = workdir / "chunks"
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{index:04d}.json" for index in range(len(bounds))]
-    todo = [index for index, path in enumerate(paths) if not path.is_file()]  # not finished by an earlier worker
+    todo = [index for index, path in enumerate(paths) if not _finished(path)]  # not finished by an earlier worker
     peak = _Chunks(workdir / "request.json", bounds, paths, emit).run(todo, len(os.sched_getaffinity(0)))
     done: list[Raw] = []
+    voices: list[list[Any]] = []
     for (first, _), path in zip(bounds, paths, strict=True):
-        local = json.loads(path.read_text(encoding="utf-8"))["turns"]
+        local = json.loads(path.read_text(encoding="utf-8"))
         offset = first / audio.SAMPLE_RATE
-        done.append([(float(a) + offset, float(b) + offset, int(c)) for a, b, c in local])
+        done.append([(float(a) + offset, float(b) + offset, int(c)) for a, b, c in local["turns"]])
+        voices.append(local["voices"])
     if len(done) <= 1:
         return (done[0] if done else []), peak
-    return _link(request, done), peak
+    return _link(request, done, voices), peak
 
 
 class _Chunks:
@@ -241,56 +229,35 @@ class _Chunks:
                     stream.close()
 
 
-def _voice(extractor: Any, wav: wave.Wave_read, pieces: Raw) -> Any:
-    """One voice: the mean of CAM++ embeddings of a speaker's longest turns, each at most EMBED_SECONDS long
-    (onnxruntime keeps buffers sized for the longest input it has seen) and read from the file as needed."""
+def _finished(path: Path) -> bool:
+    """A chunk's turns and voices, as this version writes them (an older one's, without voices, is redone)."""
+    try:
+        return "voices" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def _link(request: DiarizationRequest, chunks: list[Raw], voices: list[list[Any]]) -> Raw:
+    """The chunks' speakers told apart as the file's, by their pieces' voices (the same clustering as within a
+    chunk, each chunk speaker an owner of its pieces): by the threshold, or into the known or bounded count."""
     import numpy as np
 
-    total = np.zeros(extractor.dim, dtype=np.float32)
-    for start, end, _ in pieces:
-        length = min(end - start, EMBED_SECONDS)
-        wav.setpos(int((start + (end - start - length) / 2) * audio.SAMPLE_RATE))
-        samples = np.frombuffer(wav.readframes(int(length * audio.SAMPLE_RATE)), dtype="<i2")
-        stream = extractor.create_stream()
-        stream.accept_waveform(audio.SAMPLE_RATE, samples.astype(np.float32) / 32768.0)
-        stream.input_finished()
-        vector = np.asarray(extractor.compute(stream), dtype=np.float32)
-        total += vector / (np.linalg.norm(vector) or 1.0)
-    return total / (np.linalg.norm(total) or 1.0)
-
-
-def _link(request: DiarizationRequest, chunks: list[Raw]) -> Raw:
-    """The chunks' speakers clustered into the file's by their voices (EMBED_PIECES pieces of each one's longest
-    turns in its chunk): by the threshold, or into the known or bounded count."""
-    import numpy as np
-    import sherpa_onnx
-
-    _, embedding_config = _configs(request, -1)
-    extractor = sherpa_onnx.SpeakerEmbeddingExtractor(embedding_config)
-    voices: list[Any] = []
-    turns: Raw = []
-    with wave.open(request.audio, "rb") as wav:
-        for local in chunks:
-            number = {}
-            for speaker in sorted({t[2] for t in local}):
-                longest = sorted((t for t in local if t[2] == speaker), key=lambda t: t[0] - t[1])
-                number[speaker] = len(voices)
-                voices.append(_voice(extractor, wav, longest[:EMBED_PIECES]))
-            turns += [(start, end, number[who]) for start, end, who in local]
-    if not voices:
-        return turns
-    matrix = np.stack(voices).astype(np.float32)
-
-    def cluster(count: int) -> list[int]:
-        if len(voices) == 1:
-            return [0]
-        config = sherpa_onnx.FastClusteringConfig(num_clusters=min(count, len(voices)), threshold=request.threshold)
-        return list(sherpa_onnx.FastClustering(config)(matrix))
-
-    labels = cluster(-1 if not request.num_speakers else request.num_speakers)
-    if not request.num_speakers and (count := _bounded(request, len(set(labels)))) is not None:
-        labels = cluster(count)
-    return [(start, end, int(labels[who])) for start, end, who in turns]
+    pieces: list[Piece] = []
+    number: list[dict[int, int]] = []  # chunk, its speaker -> owner
+    owners = 0
+    for local, own in zip(chunks, voices, strict=True):
+        number.append({})
+        for speaker in sorted({t[2] for t in local}):
+            number[-1][speaker] = owners
+            for seconds, voice in own[speaker] if speaker < len(own) else []:
+                pieces.append(Piece(owners, float(seconds), np.asarray(voice, dtype=np.float32)))
+            owners += 1
+    cluster = _cluster(request.threshold)
+    labels = assign(pieces, owners, cluster, request.num_speakers or -1)
+    if not request.num_speakers and (count := _bounded(request, len(set(labels) - {-1}))) is not None:
+        labels = assign(pieces, owners, cluster, count)
+    labels = [label if label >= 0 else 0 for label in labels]  # a chunk speaker with no voice: the first speaker
+    return [(a, b, labels[number[k][who]]) for k, local in enumerate(chunks) for a, b, who in local]
 
 
 def main(argv: list[str]) -> None:
@@ -298,8 +265,8 @@ def main(argv: list[str]) -> None:
     emit = _events()
     if argv[0] == "--chunk":  # one chunk, in a process of its own: REQUEST FIRST_SAMPLE SAMPLES CHUNKS OUT
         request = DiarizationRequest(**json.loads(Path(argv[1]).read_bytes()))
-        turns = diarize_chunk(request, int(argv[2]), int(argv[3]), int(argv[4]), emit)
-        atomic.write_text(Path(argv[5]), json.dumps({"turns": turns}))
+        result = diarize_chunk(request, int(argv[2]), int(argv[3]), int(argv[4]), emit)
+        atomic.write_text(Path(argv[5]), json.dumps(result))
         return
     request_path, result_path = Path(argv[0]), Path(argv[1])
     request = DiarizationRequest(**json.loads(request_path.read_bytes()))
