@@ -80,6 +80,14 @@ class MlxBackend(ChunkByChunk):
             log.info("mlx-whisper has no beam search; decoding greedily instead of beam_size=%d", request.beam_size)
         self._language: str | None = request.language or (None if model.is_multilingual else "en")
 
+    def rebind(self, request: AsrRequest) -> None:
+        """The loaded model for another request of the same load fields (a served worker, `worker.serve`): the
+        per-request state afresh (the sampler is seeded at every call already)."""
+        if request.task == "translate" and not self._model.is_multilingual:
+            raise PipelineError(f"model {self.model_dir} is English-only; translate needs a multilingual model")
+        self.request = request
+        self._language = request.language or (None if self._model.is_multilingual else "en")
+
     def transcribe(self, audio: np.ndarray) -> Iterator[Segment]:
         import mlx.core as mx
         import mlx_whisper
