@@ -133,7 +133,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         )
     elif args.models_command == "install":
         for name in args.names:
-            print(f"{name}: {models.install(name, reinstall=args.reinstall)}")
+            print(f"{name}: {models.install(name, reinstall=args.reinstall, source=args.source or '')}")
     elif args.models_command == "convert":
         from pipeline.models.convert import convert_ct2_to_mlx
 
@@ -256,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument("names", nargs="+")
     install.add_argument("--reinstall", action="store_true")
+    install.add_argument("--from", dest="source", metavar="DIR", help="speakers: a pyannote community-1 folder")
     convert = msub.add_parser("convert", help="convert a CTranslate2 Whisper model to MLX weights")
     convert.add_argument("source", help="model name or CTranslate2 folder")
     convert.add_argument("--to", required=True, choices=("mlx",))

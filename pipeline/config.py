@@ -213,7 +213,7 @@ class Config:
         "DIARIZATION_MODEL_DIR",
         _path,
         "",
-        "a folder with segmentation.onnx and embedding.onnx; empty: `pipeline models install speakers`",
+        "segmentation.onnx + embedding.onnx, or a pyannote community-1 folder; empty: `models install speakers`",
     )
     # Where each key's value came from ("default", "environment", a file and line ...): not a setting.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

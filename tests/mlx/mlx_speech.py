@@ -13,10 +13,7 @@ from pipeline.models.convert import read_ct2
 
 REPO = Path(__file__).resolve().parents[2]
 JFK = REPO / "tests/fixtures/jfk.wav"
-JFK_TEXT = (
-    "And so my fellow Americans, ask not what your country can do for you, "
-    "ask what you can do for your country."
-)
+JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 

@@ -46,9 +46,7 @@ def test_dims_come_from_the_tensors(name: str, mlx_models: dict[str, Path]) -> N
 
 
 @pytest.mark.parametrize("name", ["tiny.en", "base"])
-def test_tensors_match_the_ct2_file(
-    name: str, ct2_models: dict[str, Path], mlx_models: dict[str, Path]
-) -> None:
+def test_tensors_match_the_ct2_file(name: str, ct2_models: dict[str, Path], mlx_models: dict[str, Path]) -> None:
     ct2 = read_ct2(ct2_models[name] / "model.bin").variables
     mlx = load_weights(mlx_models[name])
     n = DIMS[name]["n_audio_state"]
@@ -66,9 +64,7 @@ def test_tensors_match_the_ct2_file(
     np.testing.assert_array_equal(mlx["encoder.conv1.weight"], ct2["encoder/conv1/weight"].transpose(0, 2, 1))
     assert mlx["encoder.conv2.weight"].shape == (n, 3, n)  # MLX Conv1d: (out, kernel, in)
     np.testing.assert_array_equal(mlx["decoder.token_embedding.weight"], ct2["decoder/embeddings/weight"])
-    np.testing.assert_array_equal(
-        mlx["decoder.positional_embedding"], ct2["decoder/position_encodings/encodings"]
-    )
+    np.testing.assert_array_equal(mlx["decoder.positional_embedding"], ct2["decoder/position_encodings/encodings"])
     np.testing.assert_array_equal(mlx["decoder.ln.weight"], ct2["decoder/layer_norm/gamma"])
     np.testing.assert_array_equal(mlx["encoder.ln_post.bias"], ct2["encoder/layer_norm/beta"])
     assert mlx["encoder.conv1.weight"].dtype == np.float16
@@ -166,9 +162,7 @@ def _broken_copy(ct2: Path, tmp_path: Path, data: bytes) -> Path:
     ids=["truncated", "old-version", "not-whisper", "empty"],
 )
 def test_broken_model_bin(edit, message: str, ct2_models: dict[str, Path], tmp_path: Path) -> None:
-    source = _broken_copy(
-        ct2_models["tiny.en"], tmp_path, edit((ct2_models["tiny.en"] / "model.bin").read_bytes())
-    )
+    source = _broken_copy(ct2_models["tiny.en"], tmp_path, edit((ct2_models["tiny.en"] / "model.bin").read_bytes()))
     with pytest.raises(PipelineError, match=message) as caught:
         convert_ct2_to_mlx(source, tmp_path / "out")
     assert "\n" not in str(caught.value)
@@ -196,9 +190,7 @@ def test_existing_destination_is_kept_unless_overwrite(ct2_models: dict[str, Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_concurrent_conversions_of_one_folder_both_succeed(
-    ct2_models: dict[str, Path], tmp_path: Path
-) -> None:
+def test_concurrent_conversions_of_one_folder_both_succeed(ct2_models: dict[str, Path], tmp_path: Path) -> None:
     """Two processes converting into the same place (two jobs starting at once): one result, no debris."""
     go, out = tmp_path / "go", tmp_path / "models" / "tiny.en-mlx"
     script = (
