@@ -60,7 +60,13 @@ matrix requirements "$profile" >"$out/requirements.in"
 lock "$out/requirements"
 if [[ $build_wheels != - ]]; then
     IFS=, read -ra wheels <<<"$build_wheels"
-    "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d wheelhouse "${wheels[@]}"
+    missing=()
+    for wheel in "${wheels[@]}"; do  # pinned NAME==VERSION: its wheel is NAME-VERSION-*.whl
+        compgen -G "wheelhouse/${wheel/==/-}-*.whl" >/dev/null || missing+=("$wheel")
+    done
+    if ((${#missing[@]})); then
+        "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d wheelhouse "${missing[@]}"
+    fi
 fi
 if [[ $target == e2e ]]; then
     matrix requirements "$profile" --extra test >"$out/requirements-e2e.in"
