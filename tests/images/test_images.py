@@ -1,7 +1,8 @@
 """The profiles' Docker images, built and run for real through the Docker CLI (podman behind the Docker
 API where no Docker daemon runs, see images/engine.sh).
 
-pipeline:cpu transcribes real speech offline (`--network none`) with the model baked into it.
+pipeline:cpu transcribes real speech offline (`--network none`) with the model baked into it, diarizes a real
+two-speaker clip with the speaker models baked into it, and runs a batch on a local Ray inside the container.
 pipeline:cuda is built (it shares every heavy layer with cpu) and run where there is no GPU: `--help`, and
 the device resolution, which must explain that no CUDA device is visible and fall back to the CPU.
 """
@@ -20,17 +21,22 @@ from pathlib import Path
 
 import jiwer
 import pytest
+from speakers import clips  # tests/speakers: the RTTM reader and the DER of the diarization suites
 
 from pipeline.profiles import load_matrix
+from pipeline.speakers import Turn
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
-JFK = (
-    "And so my fellow Americans, ask not what your country can do for you, ask what you can do for "
-    "your country."
-)
+JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 MATRIX = load_matrix(ROOT / "matrix" / "profiles.toml")
 Run = subprocess.CompletedProcess[str]
+# pyannote's 30 s two-speaker sample (from the pyannote-audio wheel) and its reference turns
+SAMPLE = FIXTURES / "pyannote-sample.wav"
+SAMPLE_RTTM = FIXTURES / "pyannote-sample.rttm"
+# Ray keeps its object store in /dev/shm, 64 MB in a container unless given more: Ray's docs ask for more than 30 % of
+# the memory (what its object store takes by default). A limit, not an allocation: tmpfs takes pages as written.
+SHM = f"--shm-size={int(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') * 0.35) >> 20}m"
 
 # Where no engine can be had, these tests fail (a skip would pass a run that tested no image); a run that means to
 # leave images out deselects their tier (tests/conftest.py marks them `image`): `-m "not image"`, as make check does.
@@ -109,9 +115,7 @@ def out(tmp_path: Path) -> Iterator[Path]:
     yield folder
 
 
-def _transcribe(
-    env: dict[str, str], image: str, out: Path, *extra: str, user: str | None = None
-) -> tuple[Run, str]:
+def _transcribe(env: dict[str, str], image: str, out: Path, *extra: str, user: str | None = None) -> tuple[Run, str]:
     """As the images README says: no network, and the caller's uid (or `user`) for the files it writes."""
     mounts = ["-v", f"{FIXTURES}:/data:ro", "-v", f"{out}:/out"]
     result = docker_run(
@@ -218,3 +222,92 @@ def test_cpu_and_cuda_images_share_all_but_their_profile_layers(
     shared = [a for a, b in zip(cpu, cuda, strict=False) if a == b]
     # base, apt, venv+lock, dependencies, project, matrix, models: the same layers, stored once
     assert len(shared) == len(cpu) and cuda[: len(cpu)] == cpu, (cpu, cuda)
+
+
+def _offline(*mounts: str) -> list[str]:
+    """`docker run` options as the images README gives them: no network, the caller's uid, these mounts."""
+    volumes = [arg for mount in mounts for arg in ("-v", mount)]
+    return ["--network", "none", "--user", f"{os.getuid()}:{os.getgid()}", *volumes]
+
+
+def _job_folders(out: Path) -> dict[str, Path]:
+    """Each job folder under `out`, by its media file's name."""
+    folders = {}
+    for manifest in out.rglob("manifest.json"):
+        folders[Path(json.loads(manifest.read_text())["media"]).name] = manifest.parent
+    return folders
+
+
+def test_cpu_image_subtitles_two_speakers_offline_with_its_own_speaker_models(
+    engine: dict[str, str], cpu_image: str, out: Path
+) -> None:
+    """`--speakers auto` inside the image, network off, nothing mounted but the media and the output folder: the
+    speaker models baked in at build time are found, checked and used, and the outputs carry the speakers."""
+    installed = docker_run(engine, *_offline(), cpu_image, "models", "install", "speakers")
+    assert installed.returncode == 0, installed.stderr  # already there (sha256-checked): nothing to fetch
+    done = docker_run(
+        engine,
+        *_offline(f"{FIXTURES}:/data:ro", f"{out}:/out"),
+        cpu_image,
+        "subtitle",
+        f"/data/{SAMPLE.name}",
+        "-s",
+        "en",
+        "-t",
+        "es",
+        "--speakers",
+        "auto",
+        "--formats",
+        "srt,vtt",
+        "--out",
+        "/out",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = _job_folders(out)[SAMPLE.name]
+    assert json.loads((folder / "manifest.json").read_text())["stages"]["speakers"]["speakers"] == 2
+    found = json.loads((folder / "work" / "speakers.json").read_text())["turns"]
+    turns = [Turn(t["start"], t["end"], t["speaker"]) for t in found]
+    der = clips.der(clips.read_rttm(SAMPLE_RTTM), turns)
+    assert der <= MATRIX.profile("cpu").threshold("speakers", "der_sample"), der
+    for language in ("en", "es"):
+        # SRT names nobody (the subtitling convention): a cue where the speaker changes leads each line with a dash.
+        srt = (folder / f"{SAMPLE.stem}.{language}.srt").read_text(encoding="utf-8")
+        dialogue = [cue for cue in srt.split("\n\n") if sum(line.startswith("- ") for line in cue.splitlines()) == 2]
+        assert dialogue, srt
+        vtt = (folder / f"{SAMPLE.stem}.{language}.vtt").read_text(encoding="utf-8")
+        assert "<v Speaker 1>" in vtt and "<v Speaker 2>" in vtt, vtt
+
+
+def test_cpu_image_runs_a_batch_on_a_local_ray(engine: dict[str, str], cpu_image: str, out: Path) -> None:
+    """`pipeline batch` inside the container starts its own local Ray (no network, the caller's uid, /dev/shm as
+    Ray asks) and runs two real clips to the end, one with speakers."""
+    done = docker_run(
+        engine,
+        *_offline(f"{FIXTURES}:/data:ro", f"{out}:/out"),
+        SHM,
+        cpu_image,
+        "batch",
+        "/data/jfk.wav",
+        f"/data/{SAMPLE.name}",
+        "--workflow",
+        "transcribe",
+        "-s",
+        "en",
+        "--speakers",
+        "auto",
+        "--out",
+        "/out",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "object store is using /tmp" not in done.stderr, done.stderr  # /dev/shm held it: SHM is enough
+    table = {Path(row["file"]).name: row for row in json.loads(done.stdout)}
+    assert set(table) == {"jfk.wav", SAMPLE.name}, table
+    assert all(row["state"] == "done" and row["backend"] == "faster-whisper" for row in table.values()), table
+    folders = _job_folders(out)
+    segments = json.loads((folders["jfk.wav"] / "jfk.en.json").read_text())["segments"]
+    text = " ".join(segment["text"] for segment in segments)
+    profile = MATRIX.profile("cpu")
+    assert _wer(text) <= profile.threshold(profile.runtime.model, "transcribe_wer"), text
+    sample = json.loads((folders[SAMPLE.name] / "manifest.json").read_text())
+    assert sample["stages"]["speakers"]["speakers"] == 2, sample["stages"]["speakers"]

@@ -108,7 +108,7 @@ def profile_names_an_unknown_suite(repo: Path) -> str:
 
 
 def profile_unknown_extra(repo: Path) -> str:
-    line = edit(repo, MATRIX, 'extras = ["mlx", "whisperx", "mt"]', 'extras = ["mlx", "whisperX", "mt"]')
+    line = edit(repo, MATRIX, 'extras = ["mlx", "whisperx", "mt", ', 'extras = ["mlx", "whisperX", "mt", ')
     return f"{MATRIX}:{line}: profile 'mps': extra(s) whisperX not in pyproject.toml"
 
 
