@@ -50,6 +50,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
         # The local raylet and its workers inherit the driver's environment: they import this same `pipeline`.
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE.parent), os.environ.get("PYTHONPATH")) if p)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from an offline tool
+        # No task events: they feed Ray's state API and dashboard, which a local batch does not start, and
+        # ray.shutdown waited for their last flush.
+        os.environ.setdefault("RAY_task_events_report_interval_ms", "0")
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
         return ray
     try:
