@@ -65,8 +65,11 @@ class JobPlan:
             settings=dict(data["plan_settings"]),
         )
 
-    def outdated(self, cfg: config_mod.Config) -> str | None:
-        """Why this plan is not the one to run with `cfg` (a setting changed, a model folder is gone), or None."""
+    def outdated(self, cfg: config_mod.Config, hw: hardware.Hardware | None = None) -> str | None:
+        """Why this plan is not the one to run with `cfg` on this machine (`hw`: detected), or None: a setting
+        changed, a model folder is gone, or the job was prepared on a machine whose hardware resolved it otherwise
+        (a GPU there and none here, or the reverse). A device the job's settings name and this machine lacks
+        (WHISPER_DEVICE=cuda without a GPU) is a PipelineError, as it is when a job is prepared."""
         from pipeline import models
 
         now = settings_of(cfg)
@@ -74,7 +77,18 @@ class JobPlan:
             return f"{', '.join(changed)} differ from the plan's"
         if gone := [d for d in self.model_dirs if d is not None and models.model_format(Path(d)) is None]:
             return f"the model folder {gone[0]} holds no model any more"
+        profile, chain, _ = _asr(cfg, hw)
+        if (profile.name, _links(chain)) != (self.profile, _links(self.chain)):
+            return (
+                f"this machine resolves profile {profile.name} ({_links(chain)}) where the job was planned with "
+                f"{self.profile} ({_links(self.chain)})"
+            )
         return None
+
+
+def _links(chain: tuple[Choice, ...]) -> str:
+    """What of a chain depends on the machine: each backend's device."""
+    return ", ".join(f"{c.backend} on {c.device}" for c in chain)
 
 
 def settings_of(cfg: config_mod.Config) -> dict[str, str]:
@@ -82,10 +96,10 @@ def settings_of(cfg: config_mod.Config) -> dict[str, str]:
     return {key: env[key] for key in PLAN_KEYS}
 
 
-def _asr(cfg: config_mod.Config) -> tuple[Profile, tuple[Choice, ...], str]:
+def _asr(cfg: config_mod.Config, hw: hardware.Hardware | None = None) -> tuple[Profile, tuple[Choice, ...], str]:
     from pipeline.profiles import load_matrix
 
-    hw = hardware.detect()
+    hw = hw or hardware.detect()
     profile = hardware.resolve_profile(cfg, load_matrix(), hw)
     chain = tuple(hardware.resolve_chain(cfg, profile, hw))
     return profile, chain, profile.runtime.model if cfg.model == "auto" else cfg.model

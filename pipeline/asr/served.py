@@ -24,9 +24,11 @@ so the two compare.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -42,14 +44,20 @@ from pipeline.asr.attempts import Attempt
 from pipeline.asr.process import TAIL_BYTES, Launch, Process, default_worker_argv, launch, log, pump, worker_env
 from pipeline.asr.protocol import Event, Watch, hwm_mb, load_key, read_event, request_bytes, serve_line
 
-_HOME_PREFIX = "pipeline-served-"  # + the owner's pid: a served worker's folder in the temporary folder
+HOME_PREFIX = ".served-"  # + the owner's host and pid: a served worker's folder, in its owner's root
 
 
-def _sweep() -> None:
-    """Remove the folders of served workers whose owner is gone. Ray ends an actor and its children with SIGKILL,
-    so neither the actor's exit nor the worker's lifeline removes its folder: the next owner on the node does."""
-    for home in Path(tempfile.gettempdir()).glob(f"{_HOME_PREFIX}*-*"):
-        owner = home.name.removeprefix(_HOME_PREFIX).partition("-")[0]
+def _host_prefix() -> str:
+    return f"{HOME_PREFIX}{socket.gethostname()}."  # a root may be shared by the nodes of a cluster
+
+
+def sweep(root: Path) -> None:
+    """Remove the folders of served workers whose owner (on this host) is gone. Ray ends an actor and its
+    children with SIGKILL, so neither the actor's exit nor the worker's lifeline removes its folder: the next
+    owner on the node does (or the batch's driver, once its Ray instance is gone)."""
+    host = _host_prefix()
+    for home in root.glob(f"{glob.escape(host)}*.*"):
+        owner = home.name.removeprefix(host).partition(".")[0]
         if not owner.isdigit():
             continue
         try:
@@ -104,11 +112,14 @@ class _Live:
 
 class ServedWorker:
     """One served worker at a time, started for the load fields of the first request that needs it. Owned by
-    one thread; `shutdown` stops it (its lifeline stops it too if the owner dies)."""
+    one thread; `shutdown` stops it (its lifeline stops it too if the owner dies). Its folder (load request, log
+    between requests, TMPDIR) is in `root` (a batch's output root: nothing outside it is written), named after
+    the owner (`HOME_PREFIX`), and removed with the worker."""
 
-    def __init__(self, worker_argv: Sequence[str] | None = None) -> None:
+    def __init__(self, worker_argv: Sequence[str] | None = None, *, root: Path) -> None:
         self.argv = list(worker_argv) if worker_argv else default_worker_argv()
-        _sweep()
+        self.root = Path(root)
+        sweep(self.root)
         self.loads = 0  # workers started (each loads its model once)
         self._refused: set[tuple[Any, ...]] = set()  # load keys whose backend cannot serve
         self._live: _Live | None = None
@@ -131,19 +142,20 @@ class ServedWorker:
         return self._live is not None
 
     def _start(self, request: AsrRequest) -> _Live | None:
-        home = Path(tempfile.mkdtemp(prefix=f"{_HOME_PREFIX}{os.getpid()}-"))
-        load_path = home / "load.json"
-        with atomic.atomic_open(load_path, "wb") as handle:
-            handle.write(request_bytes(request))
-        tmpdir = home / "tmp"
-        tmpdir.mkdir()
         try:
+            home = Path(tempfile.mkdtemp(prefix=f"{_host_prefix()}{os.getpid()}.", dir=self.root))
+        except OSError:  # the root is gone or read-only: the stage runs an ordinary worker
+            return None
+        try:
+            with atomic.atomic_open(home / "load.json", "wb") as handle:
+                handle.write(request_bytes(request))
+            (home / "tmp").mkdir()
             proc = subprocess.Popen(
-                [*self.argv, "--serve", str(load_path)],
+                [*self.argv, "--serve", str(home / "load.json")],
                 stdin=subprocess.PIPE,  # its lifeline, and its requests
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=worker_env(tmpdir),
+                env=worker_env(home / "tmp"),
                 start_new_session=True,
             )
         except OSError:

@@ -126,7 +126,10 @@ def run_batch(
         display.close()
         if ray is not None:
             with contextlib.suppress(Exception):
-                ray.shutdown()
+                _shutdown(ray)
+            from pipeline.asr.served import sweep
+
+            sweep(out_root)  # the folders of served workers whose actor was killed (on this machine)
     return result
 
 
@@ -136,6 +139,12 @@ def _connect(address: str | None) -> Any:
     # Ray's own notices (a worker died ...) go to stdout: it is kept for the table (and --json).
     with contextlib.redirect_stdout(sys.stderr):
         return connect(address)
+
+
+def _shutdown(ray: Any) -> None:
+    from pipeline.batch.cluster import shutdown
+
+    shutdown(ray)
 
 
 def _map_starting_ray(
@@ -162,6 +171,8 @@ def _map_starting_ray(
     thread.start()
     ray = None
     try:
+        with contextlib.suppress(ImportError):  # meanwhile (the mapper mostly waits for ffprobe): not after it
+            import ray as _  # noqa: F401
         settled.wait()
         ray = _connect(address) if needed.is_set() else None
         thread.join()
@@ -169,11 +180,11 @@ def _map_starting_ray(
         cancel.set()
         thread.join()
         if ray is not None:
-            ray.shutdown()
+            _shutdown(ray)
         raise
     if isinstance(outcome[0], BaseException):
         if ray is not None:
-            ray.shutdown()
+            _shutdown(ray)
         raise outcome[0]
     return outcome[0], ray
 
@@ -220,6 +231,7 @@ class _Run:
     pool: list[_Actor] = field(default_factory=list)
     ray: Any = None
     runner: Any = None
+    start_failures: int = 0  # actors that died before they ran a job
 
 
 def _on_ray(run: _Run, todo: list[int], workers: int | None) -> None:
@@ -230,7 +242,10 @@ def _on_ray(run: _Run, todo: list[int], workers: int | None) -> None:
         raise PipelineError("the Ray cluster has no GPU for this batch's profile; allowed: a cluster with GPU nodes")
     run.runner = ray.remote(max_restarts=0, max_concurrency=1)(JobRunner)
     count = min(workers or default_workers(ray, run.options), len(todo))
-    run.queue = [(0.0, i) for i in todo]
+    # Longest first: the files still running when the others are done are then short ones, and the actors end
+    # together instead of one finishing a long file alone (the table keeps the order given).
+    longest = sorted(todo, key=lambda i: -(run.rows[i].duration_s or 0.0))
+    run.queue = [(0.0, i) for i in longest]
     # Again after ray.init, whose core installs its own SIGTERM handler in the driver (it would exit at once).
     with contextlib.redirect_stdout(sys.stderr), _stop_signals():
         run.pool = [_start(run) for _ in range(count)]
@@ -240,10 +255,27 @@ def _on_ray(run: _Run, todo: list[int], workers: int | None) -> None:
         except KeyboardInterrupt:
             run.result.interrupted = True
             _stop(run)
+        _close(run)
+
+
+def _close(run: _Run) -> None:
+    """Each actor stops its served ASR worker, which removes its folder from the output root (Ray's own end of
+    the actors is a SIGKILL); one that does not answer in time is left to `served.sweep`."""
+    ray = run.ray
+    # Not one still busy with a job that did not stop (Ctrl-C): its close would wait for it.
+    idle = [a for a in run.pool if a.info and (a.call is None or ray.wait([a.call], timeout=0)[0])]
+    closing = [actor.handle.close.remote() for actor in idle]
+    with contextlib.suppress(Exception, KeyboardInterrupt):
+        if closing:
+            ray.wait(closing, num_returns=len(closing), timeout=STOP_WAIT_S / 6)
 
 
 def _start(run: _Run) -> _Actor:
-    handle = run.runner.options(**run.options).remote(os.environ.get("OMP_NUM_THREADS"))
+    """A new actor; its ASR worker starts loading for the next job due as the actor starts (`JobRunner`)."""
+    warm = None
+    if due := [i for _, i in run.queue if run.items[i].folder is not None]:
+        warm = (str(run.items[due[0]].folder), run.settings)
+    handle = run.runner.options(**run.options).remote(os.environ.get("OMP_NUM_THREADS"), str(run.out_root), warm)
     return _Actor(handle, handle.where.remote())
 
 
@@ -254,7 +286,14 @@ def _step(run: _Run) -> None:
         if ray.wait([actor.ready], timeout=0)[0]:
             try:
                 actor.info = ray.get(actor.ready)
-            except ray.exceptions.RayError:  # it died starting: another takes its place
+            except ray.exceptions.RayError as exc:  # it died starting: another takes its place, a few times
+                run.start_failures += 1
+                if run.start_failures > len(pool) * (run.retries + 1):  # they all fail (its code, its node's)
+                    reason = " ".join(str(exc).split())[-200:]
+                    raise PipelineError(
+                        f"Ray's device actors die as they start ({reason}); allowed: a Ray "
+                        "cluster whose nodes run this pipeline (see the actors' Ray logs)"
+                    ) from None
                 pool[pool.index(actor)] = _start(run)
     for actor in [a for a in pool if a.info and a.job is None]:
         index = _next(run)
@@ -266,8 +305,13 @@ def _step(run: _Run) -> None:
         actor.call = actor.handle.run.remote(str(run.items[index].folder), str(run.out_root), run.settings)
         run.display.workers[actor.label] = row.file
         run.display.event(row, "started", actor.label)
-    calls = [a.call for a in pool if a.call is not None]
-    done = ray.wait(calls, num_returns=1, timeout=0.5)[0] if calls else []
+    # Whichever comes first: a job's end or an actor up (never a busy loop: the driver's CPU is the actors' too).
+    waiting = [a.call for a in pool if a.call is not None] + [a.ready for a in pool if not a.info]
+    if waiting:
+        done = ray.wait(waiting, num_returns=1, timeout=0.5)[0]
+    else:  # only jobs held elsewhere are left, looked at again later (BUSY_WAIT_S)
+        done = []
+        time.sleep(0.5)
     for actor in [a for a in pool if a.call is not None and a.call in done]:
         _ended(run, actor)
     run.display.refresh()

@@ -4,6 +4,7 @@ handling works). Ray is imported here only, and only when a batch starts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -49,6 +50,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
         # The local raylet and its workers inherit the driver's environment: they import this same `pipeline`.
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE.parent), os.environ.get("PYTHONPATH")) if p)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from an offline tool
+        # No task events: they feed Ray's state API and dashboard, which a local batch does not start, and
+        # ray.shutdown waited for their last flush.
+        os.environ.setdefault("RAY_task_events_report_interval_ms", "0")
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
         return ray
     try:
@@ -60,6 +64,20 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
             "allowed: auto or HOST:PORT of a running Ray head (`ray start --head`)"
         ) from None
     return ray
+
+
+def shutdown(ray: Any) -> None:
+    """Stop Ray (the local instance's processes with it). Its autoscaler monitor is ended first, by SIGKILL: on
+    ray.shutdown's SIGTERM, which comes once the GCS is gone, it tries to report its end to the GCS and holds the
+    shutdown a second until Ray kills it anyway. A local batch has no autoscaler state to lose."""
+    node = getattr(getattr(ray, "_private", None), "worker", None)
+    node = getattr(node, "_global_node", None)
+    if getattr(node, "head", False):  # a local instance this driver started (none when it joined a cluster)
+        for info in getattr(node, "all_processes", {}).get("monitor", ()):
+            with contextlib.suppress(OSError):
+                info.process.kill()
+                info.process.wait(timeout=5)
+    ray.shutdown()
 
 
 def check_address(address: str) -> None:
@@ -82,11 +100,11 @@ def check_address(address: str) -> None:
 class JobRunner:
     """One device's worker: runs jobs one after another, each through the library API with the same folders and
     outputs as a single run. It keeps one served ASR worker (`pipeline.asr.served`): an isolated subprocess that
-    loads its model once, for the first job, and transcribes every later job with the same load fields (a job
-    with other ones gets a fresh one). A backend crash costs that file's attempt, not this actor, and the next
-    job gets a fresh served worker."""
+    loads its model once, as the actor starts (for the job due first), and transcribes every job with the same
+    load fields (a job with other ones gets a fresh one). A backend crash costs that file's attempt, not this
+    actor, and the next job gets a fresh served worker."""
 
-    def __init__(self, threads: str | None = None) -> None:
+    def __init__(self, threads: str | None, out_root: str, warm: tuple[str, dict[str, str]] | None = None) -> None:
         import atexit
 
         from pipeline.asr.served import ServedWorker
@@ -98,8 +116,32 @@ class JobRunner:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = threads
-        self.served = ServedWorker()  # started by the first job; its lifeline ends it with this process too
+        # Its folder in the output root; its lifeline ends it with this process too.
+        self.served = ServedWorker(root=Path(out_root))
         atexit.register(self.served.shutdown)
+        if warm is not None:
+            self._warm(*warm)
+
+    def _warm(self, folder: str, settings: dict[str, str]) -> None:
+        """Start the served worker loading for the job the driver will likely send first (`warm`: its folder
+        and run settings) while Ray starts the other actors and this one reports in. Only a hint: should the job's
+        run resolve another plan, the worker is replaced by one for it; on any error the job starts its own."""
+        from pipeline import config, jobs
+        from pipeline.stages import Context, serve_start
+
+        try:
+            manifest = jobs.Manifest.load(Path(folder))
+            cfg = config.load(job_dir=Path(folder), cli=settings, job_flags=manifest.flags)
+            plan = manifest.plan
+            if plan is not None:
+                serve_start(Context(Path(folder), cfg, manifest, plan, Path(folder) / "pipeline.log"), self.served)
+        except Exception as exc:  # a hint only: the job's own run reports what is wrong with it
+            print(f"pipeline: batch: no early ASR worker ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+    def close(self) -> None:
+        """Stop the served worker and remove its folder, before Ray ends this process (with SIGKILL, which
+        would leave the folder in the output root)."""
+        self.served.shutdown()
 
     def where(self) -> dict[str, Any]:
         import ray

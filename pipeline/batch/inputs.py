@@ -169,6 +169,10 @@ def map_jobs(
 
     with batch_lock(out_root):
         known = existing_jobs(out_root)
-        with ThreadPoolExecutor(max(1, threads)) as pool:  # ffprobe per file: threads overlap the waits
-            list(pool.map(one, items))
+        # The first file alone, so that the caller hears of work (and starts Ray) as soon as one job could be
+        # prepared; then the others, several at a time (ffprobe per file: threads overlap the waits).
+        for item in items[:1]:
+            one(item)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            list(pool.map(one, items[1:]))
     return items

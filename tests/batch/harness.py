@@ -36,6 +36,7 @@ def env() -> dict[str, str]:
         PYANNOTE_METRICS_ENABLED="false",
         RAY_USAGE_STATS_ENABLED="0",
         RAY_TMPDIR=_mark["tmp"],
+        TMPDIR=_mark["tmpdir"],  # the system's temporary folder, as the batch's processes see it (`system_tmp`)
         **{MARK: _mark["value"]},
     )
 
@@ -134,7 +135,12 @@ def ray_processes(marker: str) -> list[psutil.Process]:
 
 
 MARK = "PIPELINE_BATCH_TEST"  # in the environment of every process a test starts, Ray's own included
-_mark = {"value": "", "tmp": tempfile.gettempdir()}
+_mark = {"value": "", "tmp": tempfile.gettempdir(), "tmpdir": tempfile.gettempdir()}
+
+
+def system_tmp() -> Path:
+    """The test's own TMPDIR: a batch writes nothing there (its served workers' folders are in its output root)."""
+    return Path(_mark["tmpdir"])
 
 
 @pytest.fixture(autouse=True)
@@ -145,6 +151,7 @@ def no_ray_left() -> Iterator[None]:
     _mark["value"] = mark = uuid.uuid4().hex
     # The local Ray instances' session folders, removed with the test (short: Ray's socket paths are limited).
     _mark["tmp"] = scratch = tempfile.mkdtemp(prefix="rbt", dir="/tmp")
+    _mark["tmpdir"] = tempfile.mkdtemp(prefix="tmp", dir=scratch)
     yield
 
     def ours() -> list[psutil.Process]:

@@ -20,6 +20,7 @@ from .harness import (
     pipeline,
     rows,
     running,
+    system_tmp,
     wait_for,
 )
 
@@ -70,6 +71,8 @@ def test_a_batch_makes_the_jobs_single_runs_make_reports_a_bad_file_and_skips_th
         row = table[name]
         assert row["backend"] == "faster-whisper" and row["rtf"] > 0 and row["peak_mb"] > 0, row
     assert first.stderr.endswith("pipeline: error: 4 of 8 file(s) failed (see the table)\n")
+    # Nothing outside the output root: the actors' served ASR workers had their folders there, removed with them.
+    assert list(system_tmp().iterdir()) == [] and not list(out.glob(".served-*"))
 
     # The same jobs as `pipeline transcribe` one by one: same files, same bytes.
     batch_jobs = manifests(out)
@@ -134,6 +137,8 @@ def test_a_killed_worker_loses_no_finished_job_and_its_file_is_retried(clips: Pa
     for name, stages in finished.items():
         assert now[name] == stages, f"{name} was finished before the kill and must be untouched"
     assert all(_done(m) for m in manifests(out).values())
+    # The killed actor's served worker went with it, and so did its folder in the output root.
+    wait_for(lambda: not list(out.glob(".served-*")), timeout=30, what="the served workers' folders removed")
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])

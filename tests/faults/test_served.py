@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +20,7 @@ from pipeline.asr.attempts import AsrOutcome
 from pipeline.asr.isolation import run_isolated
 from pipeline.asr.process import worker_env
 from pipeline.asr.protocol import Event, read_event, request_bytes, serve_line
-from pipeline.asr.served import ServedWorker
+from pipeline.asr.served import HOME_PREFIX, ServedWorker
 
 from .harness import JFK, TIMEOUT, alive, faulty_argv
 
@@ -32,8 +32,8 @@ def _text(outcome: AsrOutcome) -> str:
 
 
 @pytest.fixture
-def served() -> Iterator[ServedWorker]:
-    owner = ServedWorker()
+def served(tmp_path: Path) -> Iterator[ServedWorker]:
+    owner = ServedWorker(root=tmp_path)
     yield owner
     pid = owner.pid
     owner.shutdown()
@@ -63,7 +63,7 @@ def test_a_served_worker_killed_mid_request_is_a_crash_and_the_next_request_gets
 ) -> None:
     # The served worker kills itself with SIGKILL after its first chunk (as the OOM killer would), once.
     argv = faulty_argv(point="after_chunk", index=0, action="kill", once=str(tmp_path / "fired"))
-    owner = ServedWorker(argv)
+    owner = ServedWorker(argv, root=tmp_path)
     try:
         chain = [request_for(), request_for(threads=1)]
         outcome = run_isolated(chain, tmp_path / "job1", timeout=TIMEOUT, worker_argv=argv, warm=owner)
@@ -136,16 +136,39 @@ def test_the_worker_itself_refuses_a_request_with_other_load_fields(request_for:
 
 
 def test_the_folder_of_a_served_worker_whose_owner_is_gone_is_swept(tmp_path: Path) -> None:
-    """Ray ends an actor and its served worker with SIGKILL, which leaves the worker's folder: the next owner on
-    the machine removes it, and leaves a live owner's alone."""
+    """Ray ends an actor and its served worker with SIGKILL, which leaves the worker's folder in the owner's root:
+    the next owner on the machine removes it, and leaves a live owner's (and another host's) alone."""
     dead = subprocess.Popen(["true"])
     dead.wait()  # reaped: its pid names no process
-    stale = Path(tempfile.mkdtemp(prefix=f"pipeline-served-{dead.pid}-"))
+    host = socket.gethostname()
+    stale = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{host}.{dead.pid}.", dir=tmp_path))
     (stale / "tmp").mkdir()
-    live = Path(tempfile.mkdtemp(prefix=f"pipeline-served-{os.getpid()}-"))
+    live = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{host}.{os.getpid()}.", dir=tmp_path))
+    elsewhere = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{host}-other-node.{dead.pid}.", dir=tmp_path))
+    ServedWorker(root=tmp_path).shutdown()
+    assert not stale.exists() and live.exists() and elsewhere.exists()
+
+
+def test_a_served_worker_writes_in_its_root_only_and_leaves_nothing_there(
+    request_for: MakeRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its load request, its log between requests and its TMPDIR are in its owner's root (a batch's output root),
+    not the system's temporary folder; its shutdown removes them."""
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    root = tmp_path / "out"
+    root.mkdir()
+    owner = ServedWorker(root=root)
     try:
-        ServedWorker().shutdown()
-        assert not stale.exists() and live.exists()
+        run_isolated([request_for(audio=str(JFK))], root / "job" / "work", timeout=TIMEOUT, warm=owner)
+        (home,) = [p for p in root.iterdir() if p.name.startswith(HOME_PREFIX)]
+        assert (home / "load.json").is_file() and (home / "tmp").is_dir()
+        assert (
+            owner.pid is not None
+            and f"TMPDIR={home / 'tmp'}".encode() in Path(f"/proc/{owner.pid}/environ").read_bytes()
+        )
     finally:
-        shutil.rmtree(stale, ignore_errors=True)
-        shutil.rmtree(live, ignore_errors=True)
+        owner.shutdown()
+    assert sorted(p.name for p in root.iterdir()) == ["job"] and list(system_tmp.iterdir()) == []
