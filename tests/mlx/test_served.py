@@ -23,7 +23,7 @@ def _text(outcome: AsrOutcome) -> str:
 def test_an_mlx_worker_serves_several_requests_on_one_load(mlx_models: dict[str, Path], tmp_path: Path) -> None:
     clips = [JFK, librivox("sense_and_sensibility_01_austen_64kb-0880")[0]]
     asks = [request(mlx_models["tiny.en"], audio=str(clip), language="en") for clip in clips]
-    served = ServedWorker()
+    served = ServedWorker(root=tmp_path)
     try:
         warm = [run_isolated([a], tmp_path / f"served-{i}", timeout=TIMEOUT, warm=served) for i, a in enumerate(asks)]
         assert served.loads == 1

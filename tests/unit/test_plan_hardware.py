@@ -16,7 +16,8 @@ GPU = hardware.Hardware("Linux", "x86_64", 1, False, {"cpu": CPU_TYPES, "cuda": 
 
 
 def _settings(**keys: str) -> config.Config:
-    return config.load(cli={"WHISPER_MODEL": "base", **keys}, project_config=Path("/nonexistent"))
+    # Not the caller's environment: `make test` pins PIPELINE_PROFILE, and here the machine must decide.
+    return config.load(cli={"WHISPER_MODEL": "base", **keys}, project_config=Path("/nonexistent"), environ={})
 
 
 def _planned_on(hw: hardware.Hardware, cfg: config.Config, model_dir: Path) -> JobPlan:
