@@ -14,7 +14,9 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -311,3 +313,40 @@ def test_cpu_image_runs_a_batch_on_a_local_ray(engine: dict[str, str], cpu_image
     assert _wer(text) <= profile.threshold(profile.runtime.model, "transcribe_wer"), text
     sample = json.loads((folders[SAMPLE.name] / "manifest.json").read_text())
     assert sample["stages"]["speakers"]["speakers"] == 2, sample["stages"]["speakers"]
+
+
+_NODES = "import ray, sys; ray.init(sys.argv[1], log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))"
+
+
+def test_cpu_images_as_the_nodes_of_a_ray_cluster_run_a_batch_on_both(
+    engine: dict[str, str], cpu_image: str, out: Path
+) -> None:
+    """images/README's cluster lines: a head and a worker node, each a container of the image (the host's network,
+    a folder both see at the same path, as shared storage), and `pipeline batch --address` run on the head: one
+    actor per node, each file's job on its own node, the outputs in the shared folder."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    common = ["--network", "host", SHM, "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp"]
+    common += ["-v", f"{FIXTURES}:{FIXTURES}:ro", "-v", f"{out}:{out}", "--entrypoint", "ray", cpu_image, "start"]
+    names = [f"pipeline-test-{uuid.uuid4().hex[:12]}-{role}" for role in ("head", "worker")]
+    try:
+        roles = ([f"--port={address.split(':')[1]}", "--head"], [f"--address={address}"])
+        for name, role in zip(names, roles, strict=True):
+            started = docker(engine, "run", "-d", "--name", name, *common, *role, "--num-cpus=1", "--block")
+            assert started.returncode == 0, started.stderr[-2000:]
+        deadline, nodes = time.monotonic() + 120, ""
+        while nodes != "2" and time.monotonic() < deadline:  # the worker node joins a few seconds after the head
+            nodes = docker(engine, "exec", names[0], "python", "-c", _NODES, address).stdout.strip()[-1:]
+        assert nodes == "2", docker(engine, "logs", names[1]).stderr[-2000:]
+        files = [str(FIXTURES / "jfk.wav"), str(SAMPLE)]
+        batch = ["pipeline", "batch", *files, "-w", "transcribe", "-s", "en", "--out", str(out), "--json"]
+        ran = docker(engine, "exec", names[0], *batch, "--address", address)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        rows = json.loads(ran.stdout)
+        assert [row["state"] for row in rows] == ["done", "done"], rows
+        assert len({row["node"] for row in rows}) == 2, f"both jobs on one node: {rows}"
+        assert set(_job_folders(out)) == {"jfk.wav", SAMPLE.name}
+    finally:
+        for name in reversed(names):
+            docker(engine, "rm", "--force", name, timeout=120)
