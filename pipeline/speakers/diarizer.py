@@ -119,15 +119,19 @@ def aggregate(activity: Sequence[np.ndarray], tracks: list[list[int]], starts: l
     return votes > 0.5 * weight[:, None]
 
 
+def _runs(column: np.ndarray) -> list[tuple[int, int]]:
+    """(first, end) frames of each run of True in a boolean column."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], column, [False]]).astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
 def turns_of(active: np.ndarray, frames: Frames, limit: float) -> Raw:
     """Each track's turns in seconds: runs of active frames, pauses under MIN_DURATION_OFF bridged, turns under
     MIN_DURATION_ON dropped, nothing past `limit` (the chunk's end)."""
     turns: Raw = []
     for track in range(active.shape[1]):
-        column = np.concatenate([[False], active[:, track], [False]])
-        edges = np.flatnonzero(np.diff(column.astype(np.int8)))
         runs: list[list[float]] = []
-        for first, last in zip(edges[::2], edges[1::2], strict=True):
+        for first, last in _runs(active[:, track]):
             start = float(frames.centre(first)) - frames.shift / SAMPLE_RATE / 2
             end = min(float(frames.centre(last - 1)) + frames.shift / SAMPLE_RATE / 2, limit)
             if runs and start - runs[-1][1] < MIN_DURATION_OFF:
@@ -144,10 +148,7 @@ def alone(active: np.ndarray, frames: Frames) -> list[list[tuple[int, int]]]:
     half = (frames.size - frames.shift) // 2  # a run's first frame's centre less half a shift, and so on
     pieces: list[list[tuple[int, int]]] = []
     for track in range(active.shape[1]):
-        column = np.concatenate([[False], solo[:, track], [False]])
-        edges = np.flatnonzero(np.diff(column.astype(np.int8)))
-        runs = zip(edges[::2], edges[1::2], strict=True)
-        pieces.append([(int(a) * frames.shift + half, int(b) * frames.shift + half) for a, b in runs])
+        pieces.append([(a * frames.shift + half, b * frames.shift + half) for a, b in _runs(solo[:, track])])
     return pieces
 
 
@@ -210,9 +211,7 @@ def split(active: np.ndarray, frames: Frames) -> tuple[np.ndarray, list[int]]:
     gap = round(TURN_GAP * SAMPLE_RATE / frames.shift)
     columns, parent = [], []
     for track in range(active.shape[1]):
-        column = np.concatenate([[False], active[:, track], [False]])
-        edges = np.flatnonzero(np.diff(column.astype(np.int8)))
-        runs = list(zip(edges[::2], edges[1::2], strict=True))
+        runs = _runs(active[:, track])
         groups = [[runs[0]]] if runs else []
         for run in runs[1:]:
             if run[0] - groups[-1][-1][1] >= gap:
