@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,12 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
         # No task events: they feed Ray's state API and dashboard, which a local batch does not start, and
         # ray.shutdown waited for their last flush.
         os.environ.setdefault("RAY_task_events_report_interval_ms", "0")
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+        # The raylet's first try to reach its object store, a moment after starting it, often fails, and the
+        # retry came a whole second later: tries every 0.1 s instead, ten times as many (the same 10 s in all).
+        os.environ.setdefault("RAY_raylet_client_connect_timeout_milliseconds", "100")
+        os.environ.setdefault("RAY_raylet_client_num_connect_attempts", "100")
+        with _lean_head():
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
         return ray
     try:
         # The driver's code on every node (Ray uploads the package once); the nodes' own installs stay untouched.
@@ -64,6 +70,39 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
             "allowed: auto or HOST:PORT of a running Ray head (`ray start --head`)"
         ) from None
     return ray
+
+
+@contextlib.contextmanager
+def _lean_head() -> Iterator[None]:
+    """A local instance without three processes of Ray's head that a batch never uses: the dashboard's API server
+    (ray.init waits for it to come up, even with include_dashboard=False), the autoscaler monitor and the log
+    monitor (log_to_driver is off). Their start took CPU from the raylet's agents, whose registration ray.init
+    polls for in whole seconds (what it cost: benchmarks/README.md, batch-8-clips). ray.init has no switch for
+    them: while it runs, the head node it builds is this subclass of Ray's own, which sets the two switches `ray
+    start` has and skips the API server. A Ray whose internals moved starts what it always did (`tests/batch`
+    checks that this one does not)."""
+    try:
+        from ray._private import node as ray_node
+
+        base = ray_node.Node
+    except (ImportError, AttributeError):
+        yield
+        return
+
+    class LeanHead(base):  # type: ignore[misc, valid-type]
+        def __init__(self, ray_params: Any, *args: Any, **kwargs: Any) -> None:
+            if kwargs.get("head"):
+                ray_params.no_monitor, ray_params.include_log_monitor = True, False
+            super().__init__(ray_params, *args, **kwargs)
+
+        def start_api_server(self, **kwargs: Any) -> None:
+            """Not started: no dashboard, job or state API on a local batch's instance."""
+
+    ray_node.Node = LeanHead  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        ray_node.Node = base  # type: ignore[misc]
 
 
 def shutdown(ray: Any) -> None:

@@ -126,6 +126,16 @@ def actor_running_a_job(driver: int) -> psutil.Process | None:
     return None
 
 
+def our_commands() -> list[str]:
+    """The command lines of every process this test started, Ray's own included (by the test's mark)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(MARK) == _mark["value"]:
+                found.append(" ".join(proc.info["cmdline"] or ()))
+    return found
+
+
 def ray_processes(marker: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):

@@ -17,6 +17,7 @@ from .harness import (
     TIMEOUT,
     actor_running_a_job,
     manifests,
+    our_commands,
     pipeline,
     rows,
     running,
@@ -126,6 +127,11 @@ def test_a_killed_worker_loses_no_finished_job_and_its_file_is_retried(clips: Pa
 
         wait_for(busy, what="the actor running the next job")
         assert victim is not None, "the batch ended before a worker could be killed"
+        # The local instance is Ray's head without the processes a batch never uses (`cluster._lean_head`).
+        commands = our_commands()
+        assert any("gcs_server" in c for c in commands) and any("raylet" in c for c in commands), commands
+        unused = [c for c in commands if any(n in c for n in ("dashboard/dashboard.py", "/monitor.py", "log_monitor"))]
+        assert not unused, unused
         victim.send_signal(signal.SIGKILL)
         stdout, stderr = batch.communicate(timeout=TIMEOUT)
     assert batch.returncode == 0, stderr

@@ -1,15 +1,17 @@
-"""What a batch takes (files, folders, @lists), how a file finds its job again, and what an actor asks Ray for."""
+"""What a batch takes (files, folders, @lists), how a file finds its job again, what an actor asks Ray for, and the
+head node a local instance gets."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.batch import _profile
-from pipeline.batch.cluster import actor_options
+from pipeline.batch.cluster import _lean_head, actor_options
 from pipeline.batch.inputs import existing_jobs, expand, job_key
 from pipeline.errors import PipelineError
 from pipeline.profiles import load_matrix
@@ -102,3 +104,29 @@ def test_a_folder_without_media_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     result = pipeline("batch", str(tmp_path), "-w", "transcribe", "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and "no media files in" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_local_instance_gets_a_head_without_dashboard_monitor_or_log_monitor() -> None:
+    """While ray.init runs, the head node it builds is ours: the two switches `ray start` has set, the API server
+    skipped (a real batch's processes: tests/batch/test_batch.py); only a head node, and only for that call."""
+    from ray._private import node as ray_node
+    from ray._private.parameter import RayParams
+
+    original = ray_node.Node
+    with _lean_head():
+        lean = ray_node.Node
+        assert lean is not original and issubclass(lean, original)
+        params = RayParams(num_cpus=1)
+        made: list[tuple[Any, dict[str, Any]]] = []
+        original_init = original.__init__
+        try:  # the head's own start, without starting anything: what the subclass hands it is what counts
+            original.__init__ = lambda self, ray_params, *a, **k: made.append((ray_params, k))  # type: ignore[method-assign]
+            lean(params, head=True, shutdown_at_exit=False)
+            lean(RayParams(num_cpus=1), head=False, connect_only=True)
+        finally:
+            original.__init__ = original_init  # type: ignore[method-assign]
+        (head_params, _), (other_params, _) = made
+        assert (head_params.no_monitor, head_params.include_log_monitor) == (True, False)
+        assert (other_params.no_monitor, other_params.include_log_monitor) == (False, None)
+        assert vars(lean)["start_api_server"](None, include_dashboard=False, raise_on_failure=False) is None
+    assert ray_node.Node is original
