@@ -126,14 +126,23 @@ def actor_running_a_job(driver: int) -> psutil.Process | None:
     return None
 
 
-def our_commands() -> list[str]:
-    """The command lines of every process this test started, Ray's own included (by the test's mark)."""
+def marked(mark: str) -> list[psutil.Process]:
+    """Every process carrying `mark` in its environment (a test's: Ray's daemons and workers inherit it)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            if proc.environ().get(MARK) == _mark["value"]:
-                found.append(" ".join(proc.info["cmdline"] or ()))
+            if proc.environ().get(MARK) == mark:
+                found.append(proc)
     return found
+
+
+def our_commands() -> list[str]:
+    """The command lines of every process this test started, Ray's own included."""
+    commands = []
+    for proc in marked(_mark["value"]):
+        with contextlib.suppress(psutil.Error):
+            commands.append(" ".join(proc.cmdline()))
+    return commands
 
 
 def ray_processes(marker: str) -> list[psutil.Process]:
@@ -164,18 +173,10 @@ def no_ray_left() -> Iterator[None]:
     _mark["tmpdir"] = tempfile.mkdtemp(prefix="tmp", dir=scratch)
     yield
 
-    def ours() -> list[psutil.Process]:
-        found = []
-        for proc in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                if proc.environ().get(MARK) == mark:
-                    found.append(proc)
-        return found
-
     deadline = time.monotonic() + 30  # Ray's processes take a moment to follow their driver
-    while ours() and time.monotonic() < deadline:
+    while marked(mark) and time.monotonic() < deadline:
         time.sleep(0.5)
-    left = ours()
+    left = marked(mark)
     for proc in left:
         with contextlib.suppress(psutil.Error):
             proc.kill()
