@@ -5,6 +5,7 @@ handling works). Ray is imported here only, and only when a batch starts."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import socket
 import sys
@@ -82,14 +83,13 @@ def _lean_head() -> Iterator[None]:
     start` has and skips the API server. A Ray whose internals moved starts what it always did (`tests/batch`
     checks that this one does not)."""
     try:
-        from ray._private import node as ray_node
-
-        base = ray_node.Node
+        ray_node: Any = importlib.import_module("ray._private.node")
+        base: Any = ray_node.Node
     except (ImportError, AttributeError):
         yield
         return
 
-    class LeanHead(base):  # type: ignore[misc, valid-type]
+    class LeanHead(base):
         def __init__(self, ray_params: Any, *args: Any, **kwargs: Any) -> None:
             if kwargs.get("head"):
                 ray_params.no_monitor, ray_params.include_log_monitor = True, False
@@ -98,11 +98,11 @@ def _lean_head() -> Iterator[None]:
         def start_api_server(self, **kwargs: Any) -> None:
             """Not started: no dashboard, job or state API on a local batch's instance."""
 
-    ray_node.Node = LeanHead  # type: ignore[misc]
+    ray_node.Node = LeanHead
     try:
         yield
     finally:
-        ray_node.Node = base  # type: ignore[misc]
+        ray_node.Node = base
 
 
 def shutdown(ray: Any) -> None:
