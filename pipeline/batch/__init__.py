@@ -78,12 +78,14 @@ def run_batch(
     display: Display | None = None,
 ) -> BatchResult:
     """Map every file to its job, run the unfinished ones on Ray, and return one row per file."""
-    from pipeline.batch.cluster import actor_options, check_address
+    from pipeline.batch.cluster import actor_options, check_address, check_local
 
     if (workers is not None and workers < 1) or retries < 0:
         raise PipelineError(f"--workers {workers} --retries {retries}; allowed: at least 1 worker, 0 or more retries")
     if address is not None:
         check_address(address)
+    else:
+        check_local()
     out_root = Path(os.path.abspath(out_root))
     paths = expand(media, out_root)
     if not paths:

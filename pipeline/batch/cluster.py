@@ -59,8 +59,16 @@ def connect(address: str | None, num_cpus: int | None = None) -> Any:
         # retry came a whole second later: tries every 0.1 s instead, ten times as many (the same 10 s in all).
         os.environ.setdefault("RAY_raylet_client_connect_timeout_milliseconds", "100")
         os.environ.setdefault("RAY_raylet_client_num_connect_attempts", "100")
-        with _lean_head():
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+        try:
+            with _lean_head():
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+        except Exception as exc:  # Ray's own processes did not come up: one line, not Ray's traceback
+            with contextlib.suppress(Exception):
+                ray.shutdown()  # what did start
+            raise PipelineError(
+                f"cannot start a local Ray instance: {' '.join(str(exc).split())[:200]}; allowed: a machine where "
+                "Ray's processes can start (see Ray's logs under its temporary folder), or --address of a cluster"
+            ) from None
         return ray
     try:
         # The driver's code on every node (Ray uploads the package once); the nodes' own installs stay untouched.
@@ -117,6 +125,19 @@ def shutdown(ray: Any) -> None:
                 info.process.kill()
                 info.process.wait(timeout=5)
     ray.shutdown()
+
+
+def check_local() -> None:
+    """A local instance's processes talk over 127.0.0.1. With the loopback down (a network namespace of its own,
+    `unshare -n`) Ray's start timed out after many minutes and ended in Ray's traceback: an error now instead."""
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            socket.create_connection(server.getsockname()[:2], timeout=10).close()
+    except OSError as exc:
+        raise PipelineError(
+            f"cannot start a local Ray instance: no loopback network (127.0.0.1: {exc.strerror or exc}); allowed: "
+            "a machine whose loopback interface is up, or --address of a running Ray cluster"
+        ) from None
 
 
 def check_address(address: str) -> None:

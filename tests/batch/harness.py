@@ -41,9 +41,10 @@ def env() -> dict[str, str]:
     )
 
 
-def pipeline(*args: str, check: int | None = None) -> subprocess.CompletedProcess[str]:
+def pipeline(*args: str, check: int | None = None, wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it (`wrap`: a command it runs under, such as `unshare -rn`)."""
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], env=env(), capture_output=True, text=True, timeout=TIMEOUT
+        [*wrap, sys.executable, "-m", "pipeline", *args], env=env(), capture_output=True, text=True, timeout=TIMEOUT
     )
     if check is not None:
         assert result.returncode == check, result.stdout + result.stderr

@@ -100,6 +100,20 @@ def test_bad_batch_options_are_one_line_errors_and_write_nothing(tmp_path: Path,
     assert not out.exists()
 
 
+def test_a_local_batch_without_a_loopback_network_is_a_one_line_error(tmp_path: Path) -> None:
+    """In a network namespace of its own (`unshare -rn`: not even the loopback is up) Ray's processes cannot reach
+    each other: Ray's start used to time out after many minutes, in its traceback."""
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0930.wav", media)
+    out = tmp_path / "out"
+    args = ("batch", str(media), "-w", "transcribe", "--model", "tiny.en", "--out", str(out))
+    result = pipeline(*args, wrap=("unshare", "-rn"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "cannot start a local Ray instance: no loopback network" in result.stderr
+    assert not out.exists()
+
+
 def test_a_folder_without_media_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     result = pipeline("batch", str(tmp_path), "-w", "transcribe", "--out", str(tmp_path / "out"))
