@@ -12,6 +12,7 @@ their first unfinished stage. One long-lived actor per device (`cluster.JobRunne
 | a Ray worker process dies, or its node  | a new actor takes its place, the file is retried (`retries`)      |
 | the job is run elsewhere (its lock)     | waited for, never run twice; its result is reported               |
 | Ctrl-C, SIGTERM, SIGHUP                 | running jobs are stopped as a single run's Ctrl-C stops them      |
+| Ray cannot start here (no loopback ...) | a one-line error before any job is prepared; exit 2               |
 """
 
 from __future__ import annotations
